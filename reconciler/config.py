@@ -1,0 +1,257 @@
+"""reconciler.yaml -> Settings.
+
+Order of precedence: command-line flags (applied by the CLI), then `RECONCILER_*` environment variables, then
+the file, then defaults. Relative paths are relative to the directory of reconciler.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler import schema
+from reconciler.diagnostics import Diagnostic, Severity, Source
+from reconciler.envsubst import EnvValue, resolve
+from reconciler.errors import ConfigError
+from reconciler.manifests.files import display_name
+from reconciler.yamlload import Document, load_file
+
+CONFIG_FILE = "reconciler.yaml"
+ENV_PREFIX = "RECONCILER_"
+# variables the CLI reads itself, so they are not settings overrides
+CLI_VARIABLES = frozenset({"RECONCILER_CONFIG", "RECONCILER_CHDIR", "RECONCILER_DEBUG"})
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A guard threshold: an absolute count, or a percentage of a total."""
+
+    amount: float
+    percent: bool
+    text: str
+
+    @classmethod
+    def parse(cls, value: int | str) -> Limit:
+        if isinstance(value, str) and value.endswith("%"):
+            return cls(float(value[:-1]), True, value)
+        return cls(float(value), False, str(value))
+
+    def maximum(self, total: int) -> float:
+        return total * self.amount / 100 if self.percent else self.amount
+
+    def allows(self, count: int, total: int) -> bool:
+        return count <= self.maximum(total)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    url: EnvValue | None = None
+    client_id: EnvValue | None = None
+    username: EnvValue | None = None
+    password: EnvValue | None = None
+    client_cert: EnvValue | None = None
+    client_key: EnvValue | None = None
+    ca_bundle: EnvValue | None = None
+    rate_limit: float = 20.0
+    parallelism: int = 8
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    backend: str = "file"
+    path: EnvValue | None = None
+    dsn: EnvValue | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    file: Path
+    root: Path
+    fleet: EnvValue | None = None
+    manifests: tuple[Path, ...] = ()
+    api: ApiSettings = ApiSettings()
+    state: StateSettings = StateSettings()
+    guards: Mapping[str, Limit] = field(default_factory=dict)
+    pending_timeout: float = 1800.0
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+    def require(self, value: EnvValue | None, what: str) -> str:
+        """A setting's resolved value; ConfigError if it is unset or names an unset variable."""
+        if value is None:
+            raise ConfigError(
+                [Diagnostic(Source(str(self.file)), "setting-missing", f"{what} is not set in {self.file.name}")]
+            )
+        return value.require(what)
+
+    def path(self, value: EnvValue, what: str) -> Path:
+        """A path setting, resolved against the directory of reconciler.yaml."""
+        return self.root / self.require(value, what)
+
+
+def _leaves(node: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, tuple[tuple[str, ...], Any]]:
+    """RECONCILER_* name -> (path, leaf schema) for every setting in the config schema."""
+    found: dict[str, tuple[tuple[str, ...], Any]] = {}
+    for key, sub in node.get("properties", {}).items():
+        path = (*prefix, key)
+        if "properties" in sub:
+            found.update(_leaves(sub, path))
+        else:
+            found[ENV_PREFIX + "_".join(path).upper()] = (path, sub)
+    return found
+
+
+def _coerce(text: str, leaf: Mapping[str, Any]) -> Any:
+    kinds = {leaf.get("type")} | {option.get("type") for option in leaf.get("anyOf", ())}
+    if "$ref" in leaf:
+        kinds |= {"integer", "string"}
+    if "array" in kinds:
+        return [part for part in text.split(os.pathsep) if part]
+    if "integer" in kinds and re.fullmatch(r"[+-]?[0-9]+", text):
+        return int(text)
+    if "number" in kinds and re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)", text):
+        return float(text)
+    return text
+
+
+def _apply_environment(document: Document, environ: Mapping[str, str], found: list[Diagnostic]) -> None:
+    leaves = _leaves(schema.load_schema("config.schema.json"))
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in CLI_VARIABLES:
+            continue
+        if name not in leaves:
+            found.append(
+                Diagnostic(
+                    Source(f"${name}"),
+                    "env-unknown",
+                    f"environment variable {name} is not a reconciler setting{schema.suggest(name, leaves)}",
+                    Severity.WARNING,
+                )
+            )
+            continue
+        path, leaf = leaves[name]
+        target = document.data
+        for step in path[:-1]:
+            target = target.setdefault(step, {})
+            if not isinstance(target, dict):
+                break  # the file has a non-mapping here; the schema reports it
+        else:
+            target[path[-1]] = _coerce(environ[name], leaf)
+            document.overrides[path] = Source(f"${name}")
+
+
+def load_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Load, override, validate and resolve reconciler.yaml.
+
+    Raises ConfigError with every problem found. Unset `${env:...}` variables are not errors here: each
+    value keeps them, Settings.diagnostics lists them as warnings, and `require` fails when one is needed.
+    """
+    environ = os.environ if environ is None else environ
+    file = Path(path)
+    display = display_name(file)
+    if not file.is_file():
+        raise ConfigError(
+            [
+                Diagnostic(
+                    Source(display),
+                    "config-missing",
+                    "no such file (run in your config repo, or pass --config or --chdir)",
+                )
+            ]
+        )
+    loaded = load_file(str(file), display)
+    found = list(loaded.diagnostics)
+    if len(loaded.documents) > 1:
+        found.append(Diagnostic(loaded.documents[1].source, "config-documents", "reconciler.yaml holds one document"))
+    document = loaded.documents[0] if loaded.documents else Document(display, 0, None, None)
+    if document.data is None:
+        document.data = {}
+    if not isinstance(document.data, dict):
+        found.append(Diagnostic(document.source, "document-type", "reconciler.yaml must be a mapping of settings"))
+    if any(d.is_error for d in found):
+        raise ConfigError(found)
+    _apply_environment(document, environ, found)
+    found.extend(schema.check(document, "config.schema.json"))
+    if any(d.is_error for d in found):
+        raise ConfigError(found)
+    return _build(file, document, environ, found)
+
+
+def _build(file: Path, document: Document, environ: Mapping[str, str], found: list[Diagnostic]) -> Settings:
+    data: dict[str, Any] = document.data
+
+    def text(*path: str) -> EnvValue | None:
+        value: Any = data
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        if value is None:
+            return None
+        resolved = resolve(str(value), document.position(path), environ)
+        if isinstance(resolved, Diagnostic):
+            found.append(resolved)
+            return None
+        if resolved.missing:
+            found.append(resolved.missing_diagnostic(".".join(path), Severity.WARNING))
+        return resolved
+
+    api = data.get("api", {})
+    state = data.get("state", {})
+    manifests = data.get("manifests", ["manifests"])
+    manifest_values = [manifests] if isinstance(manifests, str) else manifests
+    manifest_paths = []
+    for index, raw in enumerate(manifest_values):
+        where = ("manifests", index) if isinstance(manifests, list) else ("manifests",)
+        resolved = resolve(raw, document.position(where), environ)
+        if isinstance(resolved, Diagnostic) or resolved.value is None:
+            found.append(resolved if isinstance(resolved, Diagnostic) else resolved.missing_diagnostic("manifests"))
+            continue
+        manifest_paths.append(file.parent / resolved.value)
+    settings = Settings(
+        file=file,
+        root=file.parent,
+        fleet=text("fleet"),
+        manifests=tuple(manifest_paths),
+        api=ApiSettings(
+            url=text("api", "url"),
+            client_id=text("api", "client_id"),
+            username=text("api", "username"),
+            password=text("api", "password"),
+            client_cert=text("api", "client_cert"),
+            client_key=text("api", "client_key"),
+            ca_bundle=text("api", "ca_bundle"),
+            rate_limit=float(api.get("rate_limit", 20)),
+            parallelism=int(api.get("parallelism", 8)),
+            timeout=float(api.get("timeout", 30)),
+        ),
+        state=StateSettings(
+            backend=state.get("backend", "file"),
+            path=text("state", "path")
+            or EnvValue(".reconciler/state.json", ".reconciler/state.json", Source("default")),
+            dsn=text("state", "dsn"),
+        ),
+        guards={name: Limit.parse(value) for name, value in data.get("guards", {}).items()},
+        pending_timeout=parse_duration(data.get("pending_timeout", "30m")),
+        diagnostics=tuple(found),
+    )
+    if any(d.is_error for d in found):
+        raise ConfigError(found)
+    if settings.state.backend == "postgres" and settings.state.dsn is None:
+        raise ConfigError(
+            [
+                Diagnostic(
+                    document.position(("state",)), "setting-missing", "state.dsn is required with backend postgres"
+                )
+            ]
+        )
+    return settings
+
+
+def parse_duration(value: int | str) -> float:
+    """Seconds from an integer or a string such as 90s, 30m, 2h (already checked by the schema)."""
+    if isinstance(value, int):
+        return float(value)
+    return float(value[:-1]) * {"s": 1, "m": 60, "h": 3600}[value[-1]]

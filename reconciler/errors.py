@@ -1,0 +1,108 @@
+"""The one error tree of reconciler, and the exit code each error maps to.
+
+    ReconcilerError                 exit 1
+    +-- UsageError                  exit 64 (command-line usage)
+    +-- ConfigError                 exit 7  (reconciler.yaml, missing ${env:...})
+    +-- ManifestError               exit 7  (carries every diagnostic found)
+    +-- PlanError                   exit 1
+    |   +-- GuardError              exit 4  (a guard blocks apply)
+    +-- StateError                  exit 1
+    |   +-- LockedError             exit 5  (another writer holds the lock)
+    +-- ApiError                    exit 1
+
+The CLI turns these into exit codes through `exit_code_for`, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.diagnostics import Diagnostic
+
+
+class ExitCode(IntEnum):
+    """Exit codes shared by every command (DESIGN.md 3)."""
+
+    OK = 0
+    ERROR = 1
+    CHANGES = 2
+    PARTIAL = 3
+    GUARD = 4
+    LOCKED = 5
+    INVALID = 7
+    USAGE = 64
+
+    @property
+    def result(self) -> str:
+        """The word JSON outputs carry in their `result` field."""
+        return _RESULTS[self]
+
+
+_RESULTS = {
+    ExitCode.OK: "ok",
+    ExitCode.ERROR: "error",
+    ExitCode.CHANGES: "changes",
+    ExitCode.PARTIAL: "partial",
+    ExitCode.GUARD: "blocked",
+    ExitCode.LOCKED: "locked",
+    ExitCode.INVALID: "invalid",
+    ExitCode.USAGE: "usage",
+}
+
+
+class ReconcilerError(Exception):
+    """Root of every error the tool reports to its user (no traceback shown)."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+
+class UsageError(ReconcilerError):
+    exit_code = ExitCode.USAGE
+
+
+class InvalidInputError(ReconcilerError):
+    """Base of the errors that carry diagnostics with file, line and column."""
+
+    exit_code = ExitCode.INVALID
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = tuple(diagnostics)
+        super().__init__("\n".join(d.format() for d in self.diagnostics))
+
+
+class ConfigError(InvalidInputError):
+    """reconciler.yaml is unreadable or invalid, or a needed ${env:...} is missing."""
+
+
+class ManifestError(InvalidInputError):
+    """One or more manifests are invalid."""
+
+
+class PlanError(ReconcilerError):
+    pass
+
+
+class GuardError(PlanError):
+    exit_code = ExitCode.GUARD
+
+
+class StateError(ReconcilerError):
+    pass
+
+
+class LockedError(StateError):
+    exit_code = ExitCode.LOCKED
+
+
+class ApiError(ReconcilerError):
+    pass
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """Map any exception to the exit code the CLI returns."""
+    if isinstance(error, ReconcilerError):
+        return error.exit_code
+    return ExitCode.ERROR

@@ -1,0 +1,253 @@
+"""One manifest document at a time: kind, schema, field rules, normalisation, model object."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from reconciler import schema
+from reconciler.diagnostics import Diagnostic, Severity, Source
+from reconciler.envsubst import EnvValue, resolve
+from reconciler.manifests.normalise import normalise_document, parse_start, start_in_range
+from reconciler.model import Attribute, Callback, Program
+from reconciler.yamlload import Document
+
+KIND_SCHEMAS = {
+    "Callback": "callback.schema.json",
+    "VehicleGroup": "vehicle-group.schema.json",
+    "Preconditioning": "preconditioning.schema.json",
+}
+# variables the API substitutes in webhook attribute values (FLEET-API.md 3.2)
+API_VARIABLES = ("$vin", "$callbackID", "$remoteType", "$fleetID")
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A document that passed its own checks: its normalised data and what cross-document rules need."""
+
+    kind: str
+    name: str
+    document: Document
+    data: dict[str, Any]
+    callback: Callback | None = None
+    programs: tuple[Program, ...] = ()
+    # slot -> where the program claiming it is written
+    slot_sources: dict[int, Source] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Named:
+    """The kind and name of a document, known even when the rest of it is invalid."""
+
+    kind: str
+    name: str
+    source: Source
+
+
+def identify(document: Document, found: list[Diagnostic]) -> Named | None:
+    """The document's kind and name, or None (with a diagnostic) when its kind is unusable."""
+    data = document.data
+    if not isinstance(data, dict):
+        found.append(
+            Diagnostic(
+                document.source,
+                "document-type",
+                f"a manifest document must be a mapping with kind and name, not {schema.describe(data)}",
+            )
+        )
+        return None
+    kind = data.get("kind")
+    if kind is None:
+        found.append(Diagnostic(document.source, "missing-field", "missing required field 'kind'"))
+        return None
+    if kind not in KIND_SCHEMAS:
+        found.append(
+            Diagnostic(
+                document.position(["kind"]),
+                "kind-unknown",
+                f"unknown kind {schema.describe(kind)}: use one of {', '.join(KIND_SCHEMAS)}"
+                f"{schema.suggest(kind, KIND_SCHEMAS)}",
+            )
+        )
+        return None
+    name = data.get("name")
+    if not isinstance(name, str):
+        return Named(kind, "", document.source)
+    return Named(kind, name, document.position(["name"]))
+
+
+def parse(
+    document: Document, kind: str, environ: Mapping[str, str], strict: bool, found: list[Diagnostic]
+) -> Parsed | None:
+    """Check one identified document and normalise it; None when it has errors (all reported)."""
+    errors = schema.check(document, KIND_SCHEMAS[kind])
+    if errors:
+        found.extend(errors)
+        return None
+    data = document.data
+    before = len(found)
+    if kind == "Preconditioning":
+        _check_programs(document, data["programs"], found)
+        _check_duplicates(document, ("vehicles", "vins"), found, upper=True)
+    elif kind == "VehicleGroup":
+        _check_duplicates(document, ("vins",), found, upper=True)
+    if any(d.is_error for d in found[before:]):
+        return None
+    parsed = Parsed(kind, data["name"], document, normalise_document(data))
+    if kind == "Callback":
+        parsed.callback = _callback(document, parsed.data, environ, strict, found)
+        if parsed.callback is None:
+            return None
+    elif kind == "Preconditioning":
+        parsed.programs = tuple(
+            Program(p["slot"], p["start"], tuple(p["days"]), p["recurrence"], p["enabled"])
+            for p in parsed.data["programs"]
+        )
+        parsed.slot_sources = {
+            program["slot"]: document.position(["programs", index, "slot"])
+            for index, program in enumerate(data["programs"])
+        }
+    return parsed
+
+
+def _check_programs(document: Document, programs: list[dict[str, Any]], found: list[Diagnostic]) -> None:
+    first_line: dict[int, int] = {}
+    for index, program in enumerate(programs):
+        start = program["start"]
+        parsed = parse_start(start)
+        if parsed is None:
+            found.append(
+                Diagnostic(
+                    document.position(["programs", index, "start"]),
+                    "start-format",
+                    f'start \'{start}\' is not a time of day: use "HH:MM" or "PT7H30M"',
+                )
+            )
+        elif not start_in_range(*parsed):
+            found.append(
+                Diagnostic(
+                    document.position(["programs", index, "start"]),
+                    "start-range",
+                    f"start '{start}' is outside 00:00..23:59",
+                )
+            )
+        slot_at = document.position(["programs", index, "slot"])
+        slot = program["slot"]
+        if slot in first_line:
+            found.append(
+                Diagnostic(
+                    slot_at,
+                    "slot-conflict",
+                    f"slot {slot} appears twice in this schedule (first at line {first_line[slot]})",
+                )
+            )
+        else:
+            first_line[slot] = slot_at.line
+
+
+def _check_duplicates(document: Document, path: tuple[str, ...], found: list[Diagnostic], upper: bool) -> None:
+    values: Any = document.data
+    for step in path:
+        values = values.get(step, []) if isinstance(values, dict) else []
+    seen: dict[str, int] = {}
+    for index, value in enumerate(values):
+        key = value.upper() if upper else value
+        if key in seen:
+            first = document.position([*path, seen[key]])
+            found.append(
+                Diagnostic(
+                    document.position([*path, index]),
+                    "duplicate-vin",
+                    f"VIN {key} is listed twice (first at line {first.line})",
+                    Severity.WARNING,
+                )
+            )
+        else:
+            seen[key] = index
+
+
+def _env_value(
+    document: Document,
+    path: list[str | int],
+    what: str,
+    environ: Mapping[str, str],
+    strict: bool,
+    found: list[Diagnostic],
+) -> EnvValue | None:
+    value: Any = document.data
+    for step in path:
+        value = value[step]
+    resolved = resolve(value, document.position(path), environ)
+    if isinstance(resolved, Diagnostic):
+        found.append(resolved)
+        return None
+    if resolved.missing:
+        found.append(resolved.missing_diagnostic(what, Severity.ERROR if strict else Severity.WARNING))
+        if strict:
+            return None
+    return resolved
+
+
+def _callback(
+    document: Document, data: dict[str, Any], environ: Mapping[str, str], strict: bool, found: list[Diagnostic]
+) -> Callback | None:
+    before = len(found)
+    target = _env_value(document, ["webhook", "target"], "webhook.target", environ, strict, found)
+    if target is not None and target.value is not None:
+        problem = target_problem(target.value)
+        if problem:
+            found.append(Diagnostic(target.source, "webhook-https", problem))
+    attributes = []
+    for section, kind in (("headers", "Header"), ("query", "Query"), ("body", "Body")):
+        for key in data["webhook"][section]:
+            value = _env_value(document, ["webhook", section, key], f"webhook.{section}.{key}", environ, strict, found)
+            if value is None:
+                continue
+            if value.raw.startswith("$") and not value.raw.startswith("${") and value.raw not in API_VARIABLES:
+                found.append(
+                    Diagnostic(
+                        value.source,
+                        "webhook-variable",
+                        f"unknown variable {value.raw}: the API substitutes {', '.join(API_VARIABLES)}",
+                        Severity.WARNING,
+                    )
+                )
+            attributes.append(Attribute(kind, key, value))
+    if any(d.is_error for d in found[before:]) or target is None:
+        return None
+    return Callback(
+        name=data["name"],
+        target=target,
+        webhook_name=data["webhook"]["name"],
+        attributes=tuple(attributes),
+        remote_types=tuple(data["remoteTypes"]),
+        retry_policy=data.get("retryPolicy"),
+        batch_notify=data.get("batchNotify"),
+        status=data["status"],
+        source=document.source,
+    )
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def target_problem(url: str) -> str | None:
+    """Why a webhook target is unacceptable, or None: https, or http to this machine only."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        return f"webhook target '{url}' is not an http(s) URL with a host"
+    if parts.scheme == "https":
+        return None
+    local = host in LOCAL_HOSTS or host.endswith(".localhost")
+    if not local:
+        try:
+            local = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            local = False
+    if local:
+        return None
+    return f"webhook target '{url}' must use https (http is allowed for localhost only)"

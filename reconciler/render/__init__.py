@@ -1,0 +1,1 @@
+"""Renderers: pure functions that write a result to an injected text stream."""

@@ -1,0 +1,77 @@
+"""Rendering `validate` results as text, JSON or GitHub Actions annotations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from reconciler.diagnostics import Diagnostic
+from reconciler.errors import ExitCode
+
+FORMAT_VERSION = "1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What `validate` found, ready to render."""
+
+    diagnostics: Sequence[Diagnostic]
+    exit_code: ExitCode
+    summary: dict[str, int]
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def render_text(report: Report, out: TextIO) -> None:
+    for diagnostic in report.diagnostics:
+        out.write(diagnostic.format() + "\n")
+    s = report.summary
+    if report.exit_code is ExitCode.OK:
+        warnings = f", {_plural(s['warnings'], 'warning')}" if s["warnings"] else ""
+        out.write(
+            f"Valid: {_plural(s['files'], 'file')}, {_plural(s['callbacks'], 'callback')}, "
+            f"{_plural(s['groups'], 'vehicle group')}, {_plural(s['schedules'], 'schedule')}; "
+            f"{_plural(s['vehicles'], 'vehicle')}, {_plural(s['slots'], 'slot')}{warnings}.\n"
+        )
+    else:
+        out.write(
+            f"Invalid: {_plural(s['errors'], 'error')}, {_plural(s['warnings'], 'warning')} "
+            f"in {_plural(s['files'], 'file')}.\n"
+        )
+
+
+def render_json(report: Report, out: TextIO) -> None:
+    document: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "result": report.exit_code.result,
+        "exit_code": int(report.exit_code),
+        "summary": report.summary,
+        "diagnostics": [d.to_dict() for d in report.diagnostics],
+    }
+    json.dump(document, out, indent=2, sort_keys=True)
+    out.write("\n")
+
+
+def _escape(text: str, *, property_value: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property_value:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def render_github(report: Report, out: TextIO) -> None:
+    """Workflow commands that GitHub Actions shows as annotations on the pull request's files."""
+    for d in report.diagnostics:
+        level = "error" if d.is_error else "warning"
+        place = f"file={_escape(d.source.file, property_value=True)}"
+        if d.source.line:
+            place += f",line={d.source.line},col={d.source.column}"
+        out.write(f"::{level} {place},title={_escape(d.rule, property_value=True)}::{_escape(d.message)}\n")
+    render_text(Report((), report.exit_code, report.summary), out)
+
+
+RENDERERS = {"text": render_text, "json": render_json, "github": render_github}

@@ -1,0 +1,297 @@
+"""JSON Schema validation of YAML documents, with every error mapped back to file:line:col.
+
+The schemas in `schemas/` are the single source of truth for shapes; this module only turns jsonschema's
+errors into messages a fleet operator can act on. For speed on large fleets, `items` whose item schema is a
+plain string pattern (VIN lists) are checked with one compiled regex, falling back to jsonschema for any item
+that fails, so verdicts and messages are the same as jsonschema's own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from reconciler.diagnostics import Diagnostic
+from reconciler.yamlload import Document
+
+SCHEMA_FILES = (
+    "callback.schema.json",
+    "vehicle-group.schema.json",
+    "preconditioning.schema.json",
+    "manifest.schema.json",
+    "config.schema.json",
+)
+
+VIN_PATTERN = "^[A-HJ-NPR-Za-hj-npr-z0-9]{17}$"
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+# id() of an `items` subschema -> compiled pattern its items must match (see module docstring)
+_FAST_ITEMS: dict[int, re.Pattern[str]] = {}
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    text = resources.files("reconciler").joinpath("schemas", name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    _index_fast_items(schema, schema)
+    return schema
+
+
+@cache
+def _registry() -> Registry:
+    resources_ = [
+        (name, Resource.from_contents(load_schema(name), default_specification=DRAFT202012)) for name in SCHEMA_FILES
+    ]
+    return Registry().with_resources(resources_)
+
+
+def _items(validator: Validator, items: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+    pattern = _FAST_ITEMS.get(id(items))
+    if pattern is None or not isinstance(instance, list) or "prefixItems" in schema:
+        yield from _DRAFT_ITEMS(validator, items, instance, schema)
+        return
+    search = pattern.search
+    for index, item in enumerate(instance):
+        if type(item) is str and search(item):
+            continue
+        yield from validator.descend(instance=item, schema=items, path=index)
+
+
+_DRAFT_ITEMS = Draft202012Validator.VALIDATORS["items"]
+_FastValidator = jsonschema.validators.extend(Draft202012Validator, {"items": _items})
+
+
+def _index_fast_items(node: Any, root: Mapping[str, Any]) -> None:
+    if isinstance(node, dict):
+        items = node.get("items")
+        if isinstance(items, dict):
+            target = items
+            ref = items.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/") and len(items) == 1:
+                target = root.get("$defs", {}).get(ref[len("#/$defs/") :], {})
+            if set(target) == {"type", "pattern"} and target["type"] == "string":
+                _FAST_ITEMS[id(items)] = re.compile(target["pattern"])
+        for value in node.values():
+            _index_fast_items(value, root)
+    elif isinstance(node, list):
+        for value in node:
+            _index_fast_items(value, root)
+
+
+@cache
+def validator(name: str) -> Validator:
+    schema = load_schema(name)
+    return _FastValidator(schema, registry=_registry())
+
+
+def check(document: Document, schema_name: str) -> list[Diagnostic]:
+    """Every schema error of `document`, as diagnostics at the position of the offending node."""
+    found: list[Diagnostic] = []
+    for error in validator(schema_name).iter_errors(document.data):
+        found.extend(_diagnostics(document, error))
+    return found
+
+
+# ---- turning jsonschema errors into messages -------------------------------------------------------------
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "empty",
+}
+
+
+def describe(value: Any) -> str:
+    """How a YAML value reads in a message: its type and, for scalars, the value itself."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string '{_short(value)}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__  # pragma: no cover - YAML gives no other types
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def field_name(path: Sequence[str | int]) -> str:
+    """`programs[1].start` for the path ('programs', 1, 'start')."""
+    text = ""
+    for step in path:
+        if isinstance(step, int):
+            text += f"[{step}]"
+        else:
+            text += f".{step}" if text else str(step)
+    return text or "document"
+
+
+def suggest(word: Any, choices: Iterable[str]) -> str:
+    """` (did you mean 'X'?)` when a choice is close to `word`, else nothing."""
+    if not isinstance(word, str):
+        return ""
+    lowered = {choice.lower(): choice for choice in choices}
+    if word.lower() in lowered:
+        return f" (did you mean '{lowered[word.lower()]}'?)"
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean '{lowered[close[0]]}'?)" if close else ""
+
+
+def _diagnostics(document: Document, error: ValidationError) -> Iterator[Diagnostic]:
+    path = list(error.absolute_path)
+    keyword = error.validator
+    field = field_name(path)
+    instance = error.instance
+    at = document.position(path)
+
+    if keyword == "additionalProperties" and isinstance(instance, dict):
+        known = list(error.schema.get("properties", {}))
+        where = f" in {field}" if path else ""
+        for key in instance:
+            if key not in known:
+                yield Diagnostic(
+                    document.position([*path, key], key=True),
+                    "unknown-field",
+                    f"unknown field '{key}'{where}{suggest(key, known)}",
+                )
+        return
+    if keyword == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else str(error.validator_value)
+        where = f" in {field}" if path else ""
+        yield Diagnostic(at, "missing-field", f"missing required field '{missing}'{where}")
+        return
+    if keyword == "propertyNames":
+        key = instance
+        parent = path
+        yield Diagnostic(
+            document.position([*parent, key], key=True),
+            "field-name",
+            f"'{_short(str(key))}' is not a valid key in {field}",
+        )
+        return
+    if keyword == "type":
+        expected = error.validator_value
+        words = [_TYPE_WORDS.get(str(t), str(t)) for t in (expected if isinstance(expected, list) else [expected])]
+        hint = " (YAML 1.2: write true or false)" if expected == "boolean" and isinstance(instance, str) else ""
+        yield Diagnostic(at, "type", f"{field} must be {' or '.join(words)}, not {describe(instance)}{hint}")
+        return
+    if keyword in ("enum", "const"):
+        choices = error.validator_value if keyword == "enum" else [error.validator_value]
+        names = [str(c) for c in choices]
+        yield Diagnostic(
+            at,
+            "enum",
+            f"{field}: {describe(instance)} is not one of {', '.join(names)}{suggest(instance, names)}",
+        )
+        return
+    if keyword == "pattern":
+        yield _pattern_diagnostic(at, field, path, instance, str(error.validator_value))
+        return
+    if keyword in ("minimum", "maximum") and path and path[-1] == "slot":
+        yield Diagnostic(at, "slot-range", f"slot {instance} is out of range: a vehicle has slots 1 to 4")
+        return
+    if keyword == "maxItems" and path and path[-1] == "programs":
+        yield Diagnostic(
+            at,
+            "slot-limit",
+            f"{len(instance)} programs in one schedule: a vehicle holds at most 4 (slots 1 to 4)",
+        )
+        return
+    if keyword == "anyOf" and path and path[-1] == "days":
+        yield from _days_diagnostics(document, path, instance)
+        return
+    yield Diagnostic(at, "value", _generic_message(field, keyword, error))
+
+
+def _pattern_diagnostic(at: Any, field: str, path: list[str | int], value: Any, pattern: str) -> Diagnostic:
+    if pattern == VIN_PATTERN:
+        return Diagnostic(
+            at,
+            "vin-format",
+            f"malformed VIN '{_short(str(value))}': a VIN is 17 letters and digits, without I, O or Q",
+        )
+    if pattern == NAME_PATTERN:
+        return Diagnostic(
+            at,
+            "name-format",
+            f"{field} '{_short(str(value))}' is not a valid name: use letters, digits, '-' and '_', "
+            "start with a letter or digit, at most 63 characters",
+        )
+    if path and path[-1] == "start":
+        return Diagnostic(
+            at, "start-format", f'start \'{_short(str(value))}\' is not a time of day: use "HH:MM" or "PT7H30M"'
+        )
+    return Diagnostic(at, "value", f"{field}: '{_short(str(value))}' does not match the pattern {pattern}")
+
+
+def _days_diagnostics(document: Document, path: list[str | int], value: Any) -> Iterator[Diagnostic]:
+    at = document.position(path)
+    shorthands = ("weekdays", "weekend", "daily")
+    if isinstance(value, str):
+        yield Diagnostic(
+            at,
+            "days-unknown",
+            f"days: '{_short(value)}' is not weekdays, weekend or daily, nor a list of days Mon..Sun"
+            f"{suggest(value, (*shorthands, *DAY_NAMES))}",
+        )
+        return
+    if isinstance(value, list):
+        if not value:
+            yield Diagnostic(at, "days-unknown", "days must not be empty: list at least one of Mon..Sun")
+            return
+        for index, day in enumerate(value):
+            if day not in DAY_NAMES:
+                yield Diagnostic(
+                    document.position([*path, index]),
+                    "days-unknown",
+                    f"unknown day '{_short(str(day))}': days are Mon, Tue, Wed, Thu, Fri, Sat, Sun"
+                    f"{suggest(day, DAY_NAMES)}",
+                )
+        return
+    yield Diagnostic(at, "type", f"days must be a list of days or weekdays/weekend/daily, not {describe(value)}")
+
+
+def _generic_message(field: str, keyword: str, error: ValidationError) -> str:
+    limit = error.validator_value
+    if keyword == "minimum":
+        return f"{field} must be at least {limit}, not {error.instance}"
+    if keyword == "maximum":
+        return f"{field} must be at most {limit}, not {error.instance}"
+    if keyword == "exclusiveMinimum":
+        return f"{field} must be greater than {limit}, not {error.instance}"
+    if keyword == "minLength":
+        return f"{field} must not be empty"
+    if keyword == "minItems":
+        return f"{field} must list at least {limit} item{'s' if limit != 1 else ''}"
+    if keyword == "minProperties":
+        return f"{field} must not be empty"
+    if keyword == "uniqueItems":
+        return f"{field} lists the same value twice"
+    if keyword == "anyOf":
+        description = error.schema.get("description", "")
+        return f"{field}: {describe(error.instance)} is not valid" + (f": {description}" if description else "")
+    return f"{field}: {error.message}"  # pragma: no cover - every keyword our schemas use is handled above
