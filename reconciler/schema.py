@@ -288,7 +288,7 @@ def _generic_message(field: str, keyword: str, error: ValidationError) -> str:
     if keyword == "minItems":
         return f"{field} must list at least {limit} item{'s' if limit != 1 else ''}"
     if keyword == "minProperties":
-        return f"{field} must not be empty"
+        return f"{field} must not be empty" + (": list groups, vins or both" if field == "vehicles" else "")
     if keyword == "uniqueItems":
         return f"{field} lists the same value twice"
     if keyword == "anyOf":

@@ -47,6 +47,10 @@ class Named:
     source: Source
 
 
+def _quoted(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, str) else schema.describe(value)
+
+
 def identify(document: Document, found: list[Diagnostic]) -> Named | None:
     """The document's kind and name, or None (with a diagnostic) when its kind is unusable."""
     data = document.data
@@ -68,7 +72,7 @@ def identify(document: Document, found: list[Diagnostic]) -> Named | None:
             Diagnostic(
                 document.position(["kind"]),
                 "kind-unknown",
-                f"unknown kind {schema.describe(kind)}: use one of {', '.join(KIND_SCHEMAS)}"
+                f"unknown kind {_quoted(kind)}: use one of {', '.join(KIND_SCHEMAS)}"
                 f"{schema.suggest(kind, KIND_SCHEMAS)}",
             )
         )
