@@ -158,6 +158,8 @@ def suggest(word: Any, choices: Iterable[str]) -> str:
     if word.lower() in lowered:
         return f" (did you mean '{lowered[word.lower()]}'?)"
     close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    if not close and len(word) >= 3:
+        close = [choice for choice in lowered if choice.startswith(word.lower())][:1]
     return f" (did you mean '{lowered[close[0]]}'?)" if close else ""
 
 
@@ -293,5 +295,6 @@ def _generic_message(field: str, keyword: str, error: ValidationError) -> str:
         return f"{field} lists the same value twice"
     if keyword == "anyOf":
         description = error.schema.get("description", "")
-        return f"{field}: {describe(error.instance)} is not valid" + (f": {description}" if description else "")
+        explained = f": {description[0].lower()}{description[1:]}" if description else ""
+        return f"{field}: {describe(error.instance)} is not valid{explained}"
     return f"{field}: {error.message}"  # pragma: no cover - every keyword our schemas use is handled above

@@ -22,7 +22,7 @@ from yaml.resolver import BaseResolver
 from reconciler.diagnostics import Diagnostic, Source
 
 try:  # the C parser is much faster; the pure-Python one is the fallback
-    from yaml import CParser as _Parser  # type: ignore[attr-defined]
+    from yaml._yaml import CParser as _Parser
 
     LIBYAML = True
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
@@ -110,7 +110,7 @@ class _Constructor(SafeConstructor):
 _Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)  # type: ignore[type-var]
 
 
-class _Loader(_Parser, _Constructor, _CoreResolver):  # type: ignore[misc]
+class _Loader(_Parser, _Constructor, _CoreResolver):
     def __init__(self, stream: str) -> None:
         _Parser.__init__(self, stream)
         _Constructor.__init__(self)
@@ -186,8 +186,9 @@ def load_text(text: str, file: str) -> LoadResult:
     """Parse every document of `text`; a syntax error stops the file and is the last diagnostic."""
     documents: list[Document] = []
     diagnostics: list[Diagnostic] = []
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         for index in _count():
             if not loader.check_node():
                 break
@@ -195,12 +196,15 @@ def load_text(text: str, file: str) -> LoadResult:
             data = loader.construct_document(node)
             documents.append(Document(file, index, data, node))
     except yaml.MarkedYAMLError as error:
-        diagnostics.append(_syntax_diagnostic(error, file))
+        diagnostics.append(_syntax_diagnostic(error, file, text))
     except yaml.YAMLError as error:  # reader errors carry no mark
         diagnostics.append(Diagnostic(Source(file, 1, 1), "yaml-syntax", f"YAML error: {error}"))
     finally:
-        loader.dispose()
-    for key_node, first in loader.duplicates:
+        if loader is not None:
+            loader.dispose()
+    for key_node, first in sorted(
+        loader.duplicates if loader is not None else (), key=lambda pair: pair[0].start_mark.index
+    ):
         where = mark_source(file, first)
         diagnostics.append(
             Diagnostic(
@@ -250,11 +254,14 @@ def _count() -> Iterator[int]:
         index += 1
 
 
-def _syntax_diagnostic(error: yaml.MarkedYAMLError, file: str) -> Diagnostic:
+def _syntax_diagnostic(error: yaml.MarkedYAMLError, file: str, text: str) -> Diagnostic:
     mark = error.problem_mark or error.context_mark
     source = Source(file, mark.line + 1, mark.column + 1) if mark else Source(file, 1, 1)
     problem = error.problem or "invalid YAML"
-    if "\t" in problem or "'\\t'" in problem or "tab" in problem.lower():
+    lines = text.splitlines()
+    line = lines[source.line - 1] if 0 < source.line <= len(lines) else ""
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    if "\t" in indent or "tab" in problem.lower():
         return Diagnostic(source, "yaml-tab", "tab character in indentation: YAML indents with spaces")
     message = f"YAML syntax error: {problem}"
     if error.context and error.context_mark and error.context_mark is not mark:

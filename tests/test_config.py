@@ -1,0 +1,160 @@
+"""reconciler.yaml: defaults, ${env:...}, RECONCILER_* overrides, errors with positions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.config import Limit, load_settings, parse_duration
+from reconciler.diagnostics import Severity
+from reconciler.errors import ConfigError, ExitCode
+from tests.conftest import WriteFiles
+
+FULL = """
+fleet: 0a123bc5d1e873066454b4d9
+manifests: [manifests, extra.yaml]
+api:
+  url: https://api-cert.groupe-psa.com/connectedcar/v3
+  client_id: ${env:PSA_CLIENT_ID}
+  username: ${env:PSA_USERNAME}
+  password: ${env:PSA_PASSWORD}
+  client_cert: certs/client.pem
+  rate_limit: 20
+  parallelism: 8
+state:
+  backend: file
+  path: .reconciler/state.json
+guards:
+  max_deleted_slots: 25%
+  max_changed_vehicles: 40
+pending_timeout: 45m
+"""
+
+
+def test_full_settings_resolve(write: WriteFiles, tmp_path: Path) -> None:
+    write({"reconciler.yaml": FULL})
+    env = {"PSA_CLIENT_ID": "app", "PSA_USERNAME": "mzp", "PSA_PASSWORD": "s3cret"}
+    settings = load_settings(tmp_path / "reconciler.yaml", env)
+    assert settings.require(settings.fleet, "fleet") == "0a123bc5d1e873066454b4d9"
+    assert settings.manifests == (tmp_path / "manifests", tmp_path / "extra.yaml")
+    assert settings.require(settings.api.password, "api.password") == "s3cret"
+    assert settings.path(settings.api.client_cert, "api.client_cert") == tmp_path / "certs/client.pem"  # type: ignore[arg-type]
+    assert settings.api.rate_limit == 20.0
+    assert settings.guards["max_deleted_slots"] == Limit(25.0, True, "25%")
+    assert settings.guards["max_changed_vehicles"] == Limit(40.0, False, "40")
+    assert settings.pending_timeout == 2700.0
+    assert settings.diagnostics == ()
+    assert "s3cret" not in repr(settings)
+
+
+def test_defaults_when_file_is_empty(write: WriteFiles, tmp_path: Path) -> None:
+    write({"reconciler.yaml": "# nothing yet\n"})
+    settings = load_settings(tmp_path / "reconciler.yaml", {})
+    assert settings.manifests == (tmp_path / "manifests",)
+    assert settings.state.backend == "file"
+    assert settings.path(settings.state.path, "state.path") == tmp_path / ".reconciler/state.json"  # type: ignore[arg-type]
+    assert settings.api.parallelism == 8
+    assert settings.pending_timeout == 1800.0
+    with pytest.raises(ConfigError) as raised:
+        settings.require(settings.fleet, "fleet")
+    assert raised.value.diagnostics[0].message == "fleet is not set in reconciler.yaml"
+
+
+def test_missing_variable_is_a_warning_until_the_value_is_needed(write: WriteFiles, tmp_path: Path) -> None:
+    write({"reconciler.yaml": FULL})
+    settings = load_settings(tmp_path / "reconciler.yaml", {"PSA_CLIENT_ID": "app"})
+    assert [(d.severity, d.source.line, d.message) for d in settings.diagnostics] == [
+        (Severity.WARNING, 6, "api.username: environment variable PSA_USERNAME not set"),
+        (Severity.WARNING, 7, "api.password: environment variable PSA_PASSWORD not set"),
+    ]
+    with pytest.raises(ConfigError) as raised:
+        settings.require(settings.api.password, "api.password")
+    assert raised.value.exit_code is ExitCode.INVALID
+    assert str(raised.value).endswith("reconciler.yaml:7:13: api.password: environment variable PSA_PASSWORD not set")
+
+
+def test_environment_overrides_win_and_are_typed(write: WriteFiles, tmp_path: Path) -> None:
+    write({"reconciler.yaml": FULL})
+    env = {
+        "RECONCILER_FLEET": "other-fleet",
+        "RECONCILER_API_RATE_LIMIT": "2.5",
+        "RECONCILER_API_PARALLELISM": "3",
+        "RECONCILER_STATE_PATH": "/var/lib/reconciler/state.json",
+        "RECONCILER_GUARDS_MAX_DELETED_SLOTS": "10",
+        "RECONCILER_MANIFESTS": "a:b",
+        "RECONCILER_PENDING_TIMEOUT": "90",
+        "PSA_CLIENT_ID": "x",
+        "PSA_USERNAME": "y",
+        "PSA_PASSWORD": "z",
+    }
+    settings = load_settings(tmp_path / "reconciler.yaml", env)
+    assert settings.require(settings.fleet, "fleet") == "other-fleet"
+    assert settings.api.rate_limit == 2.5
+    assert settings.api.parallelism == 3
+    assert settings.path(settings.state.path, "state.path") == Path("/var/lib/reconciler/state.json")  # type: ignore[arg-type]
+    assert settings.guards["max_deleted_slots"] == Limit(10.0, False, "10")
+    assert settings.manifests == (tmp_path / "a", tmp_path / "b")
+    assert settings.pending_timeout == 90.0
+
+
+def test_unknown_override_warns_with_suggestion(write: WriteFiles, tmp_path: Path) -> None:
+    write({"reconciler.yaml": "fleet: f\n"})
+    settings = load_settings(tmp_path / "reconciler.yaml", {"RECONCILER_STATE_PAHT": "x", "RECONCILER_DEBUG": "1"})
+    assert [d.format() for d in settings.diagnostics] == [
+        "$RECONCILER_STATE_PAHT: warning: environment variable RECONCILER_STATE_PAHT is not a reconciler setting "
+        "(did you mean 'RECONCILER_STATE_PATH'?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "fleet: f\nguards:\n  max_deleted_slots: 25 percent\n",
+            "reconciler.yaml:3:22: guards.max_deleted_slots: the string '25 percent' is not valid: "
+            "an absolute count, or a percentage such as 25%.",
+        ),
+        (
+            "fleet: f\nstate:\n  backend: s3\n",
+            "reconciler.yaml:3:12: state.backend: the string 's3' is not one of file, postgres",
+        ),
+        (
+            "fleet: f\napi:\n  rate: 5\n",
+            "reconciler.yaml:3:3: unknown field 'rate' in api (did you mean 'rate_limit'?)",
+        ),
+        ("fleet: f\napi:\n  parallelism: 0\n", "reconciler.yaml:3:16: api.parallelism must be at least 1, not 0"),
+        ("fleet: f\n\tapi: {}\n", "reconciler.yaml:2:1: tab character in indentation: YAML indents with spaces"),
+        ("- fleet\n", "reconciler.yaml:1:1: reconciler.yaml must be a mapping of settings"),
+        ("fleet: f\n---\nfleet: g\n", "reconciler.yaml:3:1: reconciler.yaml holds one document"),
+        ("fleet: f\nstate: {backend: postgres}\n", "reconciler.yaml:2:8: state.dsn is required with backend postgres"),
+        (
+            "fleet: ${env:}\n",
+            "reconciler.yaml:1:8: malformed reference '${env:}': write ${env:NAME} with a variable name",
+        ),
+        (
+            "fleet: f\npending_timeout: soon\n",
+            "reconciler.yaml:2:18: pending_timeout: the string 'soon' is not valid: how long a remote may stay "
+            "Pending before plan retries it: seconds, or 90s / 30m / 2h.",
+        ),
+    ],
+)
+def test_bad_settings(write: WriteFiles, chdir: Path, text: str, expected: str) -> None:
+    write({"reconciler.yaml": text})
+    with pytest.raises(ConfigError) as raised:
+        load_settings("reconciler.yaml", {})
+    assert [d.format() for d in raised.value.diagnostics if d.is_error] == [expected]
+
+
+def test_limits_at_n_and_n_plus_one() -> None:
+    percent = Limit.parse("25%")
+    assert percent.allows(25, 100)
+    assert not percent.allows(26, 100)
+    absolute = Limit.parse(3)
+    assert absolute.allows(3, 1000)
+    assert not absolute.allows(4, 1000)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(90, 90.0), ("90s", 90.0), ("30m", 1800.0), ("2h", 7200.0)])
+def test_parse_duration(value: int | str, seconds: float) -> None:
+    assert parse_duration(value) == seconds
