@@ -67,7 +67,7 @@ def identify(document: Document, found: list[Diagnostic]) -> Named | None:
     if kind is None:
         found.append(Diagnostic(document.source, "missing-field", "missing required field 'kind'"))
         return None
-    if kind not in KIND_SCHEMAS:
+    if not isinstance(kind, str) or kind not in KIND_SCHEMAS:
         found.append(
             Diagnostic(
                 document.position(["kind"]),
