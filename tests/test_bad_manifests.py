@@ -135,8 +135,7 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ),
         (
             "enum",
-            "6:23: retryPolicy.policy: the string 'bounded' is not one of None, Bounded, Always "
-            "(did you mean 'Bounded'?)",
+            "6:23: retryPolicy.policy: the string 'bounded' is not one of None, Bounded (did you mean 'Bounded'?)",
         ),
     ],
     "bad-name.yaml": [

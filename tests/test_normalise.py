@@ -182,7 +182,7 @@ def callback(draw: st.DrawFn) -> dict[str, Any]:
         ),
     }
     policy = st.fixed_dictionaries(
-        {"policy": st.sampled_from(["None", "Bounded", "Always"])},
+        {"policy": st.sampled_from(["None", "Bounded"])},
         optional={"retryNumber": st.integers(1, 9), "retryDelay": st.integers(1, 900)},
     )
     _optional(draw, data, "retryPolicy", policy)

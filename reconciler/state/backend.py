@@ -1,0 +1,148 @@
+"""The one interface every state backend offers; the rest of the code does not know which one it talks to.
+
+A writer (apply, refresh, import, state rm) takes the lock, loads, works, appends its journal as it goes,
+saves with the serial it loaded (so a lost update is refused, not silently merged), then releases the lock.
+Readers (plan, show) only load. The webhook receiver only appends events, which writers fold in.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from reconciler.state.model import State
+
+LOCK_TTL = timedelta(minutes=2)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isotime(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """Who holds the writers' lock, and until when unless renewed."""
+
+    id: str
+    holder: str
+    host: str
+    pid: int
+    command: str
+    started: str
+    expires: str
+
+    @classmethod
+    def for_this_process(cls, command: str, ttl: timedelta = LOCK_TTL) -> LockInfo:
+        now = utcnow()
+        try:
+            holder = getpass.getuser()
+        except (KeyError, OSError):  # pragma: no cover - no user name in some containers
+            holder = str(os.getuid())
+        return cls(
+            str(uuid.uuid4()), holder, socket.gethostname(), os.getpid(), command, isotime(now), isotime(now + ttl)
+        )
+
+    def renewed(self, ttl: timedelta = LOCK_TTL) -> LockInfo:
+        return LockInfo(self.id, self.holder, self.host, self.pid, self.command, self.started, isotime(utcnow() + ttl))
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return parse_time(self.expires) <= (now or utcnow())
+
+    def holder_is_gone(self) -> bool:
+        """True when the holder ran on this host and its process no longer exists."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # pragma: no cover - alive, another user's
+            return False
+        return False
+
+    def describe(self) -> str:
+        return (
+            f"held by {self.holder}@{self.host} (pid {self.pid}) running '{self.command}' since {self.started}, "
+            f"expires {self.expires} unless renewed; lock id {self.id}"
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LockInfo:
+        data = json.loads(text)
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+
+
+class StateBackend(Protocol):
+    """Storage for one fleet's state, lock, journal and events."""
+
+    @property
+    def name(self) -> str:
+        """Where the state lives, for messages."""
+        ...
+
+    def load(self) -> State | None:
+        """The saved state, or None when there is none yet. StateError when it cannot be trusted."""
+        ...
+
+    def save(self, state: State, expected_serial: int | None) -> int:
+        """Save `state` as the successor of serial `expected_serial` (None: no state yet); return the new serial.
+
+        StateError when the stored serial or lineage moved since it was loaded.
+        """
+        ...
+
+    def acquire_lock(self, info: LockInfo) -> None:
+        """Take the writers' lock, or LockedError saying who holds it. An expired lock is taken over."""
+        ...
+
+    def renew_lock(self, info: LockInfo) -> None:
+        """Extend the lock we hold; StateError when it is no longer ours."""
+        ...
+
+    def release_lock(self, lock_id: str) -> None:
+        """Give up the lock if `lock_id` still holds it."""
+        ...
+
+    def current_lock(self) -> LockInfo | None: ...
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Remove the lock with this id whoever holds it (`state unlock`); StateError if it is not the current one."""
+        ...
+
+    def append_journal(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Durably append (fsync) entries before and after API calls."""
+        ...
+
+    def read_journal(self) -> list[dict[str, Any]]: ...
+
+    def clear_journal(self) -> None:
+        """Drop journal entries once a saved state holds them."""
+        ...
+
+    def append_events(self, events: Sequence[dict[str, Any]]) -> None:
+        """Durably record outcome events (webhook, polling); safe alongside a writer."""
+        ...
+
+    def read_events(self) -> list[dict[str, Any]]: ...
+
+    def clear_events(self, count: int) -> None:
+        """Drop the first `count` events once a saved state holds them."""
+        ...

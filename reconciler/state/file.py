@@ -1,0 +1,239 @@
+"""The file backend: state.json written atomically beside its .backup, .lock, .journal and .events."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import LockedError, StateError
+from reconciler.state.backend import LockInfo
+from reconciler.state.model import State
+
+
+class FileBackend:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.backup = path.with_name(path.name + ".backup")
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.journal_path = path.with_name(path.name + ".journal")
+        self.events_path = path.with_name(path.name + ".events")
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    # ---- state ------------------------------------------------------------------------------------------
+
+    def load(self) -> State | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StateError(f"cannot read state {self.path}: {error.strerror}") from error
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            hint = f"; the previous version is in {self.backup}" if self.backup.exists() else ""
+            raise StateError(f"{self.path} is corrupt (not JSON: {error}){hint}") from error
+        return State.from_dict(data, str(self.path))
+
+    def save(self, state: State, expected_serial: int | None) -> int:
+        current = self.load()  # refuses to overwrite a corrupt, foreign or newer file
+        if current is not None:
+            if expected_serial is None or current.lineage != state.lineage:
+                raise StateError(
+                    f"{self.path} now holds lineage {current.lineage}, not {state.lineage}: another state was "
+                    "written here; nothing saved"
+                )
+            if current.serial != expected_serial:
+                raise StateError(
+                    f"{self.path} moved to serial {current.serial} since serial {expected_serial} was loaded; "
+                    "nothing saved"
+                )
+        elif expected_serial is not None:
+            raise StateError(f"{self.path} disappeared since serial {expected_serial} was loaded; nothing saved")
+        state.serial = current.serial + 1 if current is not None else 1
+        payload = json.dumps(state.to_dict(), separators=(",", ":")).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            _write_synced(temp, payload)
+            if current is not None:
+                # keep the previous version; state.json itself is never absent
+                staged = self.backup.with_name(f".{self.backup.name}.{uuid.uuid4().hex}.tmp")
+                os.link(self.path, staged)
+                os.replace(staged, self.backup)
+            os.replace(temp, self.path)
+            _sync_directory(self.path.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        return state.serial
+
+    # ---- lock -------------------------------------------------------------------------------------------
+
+    def current_lock(self) -> LockInfo | None:
+        try:
+            return LockInfo.from_json(self.lock_path.read_text())
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as error:
+            raise StateError(f"lock file {self.lock_path} is unreadable ({error}); remove it by hand") from error
+
+    def acquire_lock(self, info: LockInfo) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            try:
+                descriptor = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self.current_lock()
+                if holder is None:
+                    continue  # released meanwhile
+                if not (holder.expired() or holder.holder_is_gone()):
+                    raise LockedError(
+                        f"state {self.path} is locked: {holder.describe()}. If that run is gone, wait for the lock "
+                        f"to expire or run `reconciler state unlock {holder.id}`"
+                    ) from None
+                self._take_over(holder)
+                continue
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(info.to_json())
+                handle.flush()
+                os.fsync(handle.fileno())
+            return
+        raise LockedError(f"state {self.path}: could not take the lock (other writers keep taking it)")
+
+    def _take_over(self, expired: LockInfo) -> None:
+        aside = self.lock_path.with_name(f".{self.lock_path.name}.{uuid.uuid4().hex}.stale")
+        try:
+            os.rename(self.lock_path, aside)
+        except FileNotFoundError:
+            return
+        try:
+            moved = LockInfo.from_json(aside.read_text())
+            if moved.id != expired.id:  # another writer took it over first: give it back
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, self.lock_path)
+        finally:
+            aside.unlink()
+
+    def renew_lock(self, info: LockInfo) -> None:
+        holder = self.current_lock()
+        if holder is None or holder.id != info.id:
+            raise StateError(f"lost the lock on {self.path}: it was released or taken over")
+        temp = self.lock_path.with_name(f".{self.lock_path.name}.{uuid.uuid4().hex}.tmp")
+        _write_synced(temp, info.to_json().encode())
+        os.replace(temp, self.lock_path)
+
+    def release_lock(self, lock_id: str) -> None:
+        with contextlib.suppress(StateError):
+            holder = self.current_lock()
+            if holder is not None and holder.id == lock_id:
+                self.lock_path.unlink(missing_ok=True)
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        holder = self.current_lock()
+        if holder is None:
+            raise StateError(f"state {self.path} is not locked")
+        if holder.id != lock_id:
+            raise StateError(f"lock id {lock_id} does not hold state {self.path}; it is {holder.describe()}")
+        self.lock_path.unlink(missing_ok=True)
+        return holder
+
+    # ---- journal and events: JSON lines, appended with fsync ---------------------------------------------
+
+    def append_journal(self, entries: Sequence[dict[str, Any]]) -> None:
+        _append_lines(self.journal_path, entries)
+
+    def read_journal(self) -> list[dict[str, Any]]:
+        return _read_lines(self.journal_path)
+
+    def clear_journal(self) -> None:
+        self.journal_path.unlink(missing_ok=True)
+
+    def append_events(self, events: Sequence[dict[str, Any]]) -> None:
+        _append_lines(self.events_path, events)
+
+    def read_events(self) -> list[dict[str, Any]]:
+        return _read_lines(self.events_path)
+
+    def clear_events(self, count: int) -> None:
+        if not self.events_path.exists():
+            return
+        # appenders hold the same lock while they write: none is lost between the read and the rewrite
+        with open(self.events_path, "rb+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            lines = handle.read().splitlines(keepends=True)
+            kept, dropped = [], 0
+            for line in lines:
+                if dropped < count:
+                    dropped += _is_entry(line)
+                    continue
+                kept.append(line)
+            handle.seek(0)
+            handle.write(b"".join(kept))
+            handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _write_synced(path: Path, payload: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _append_lines(path: Path, entries: Sequence[dict[str, Any]]) -> None:
+    if not entries:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in entries).encode()
+    # whole lines, one write, under an exclusive lock: appenders never interleave or lose a line
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        size = os.fstat(descriptor).st_size
+        if size and os.pread(descriptor, 1, size - 1) != b"\n":
+            payload = b"\n" + payload  # a line cut short by a crash must not swallow this one
+        os.write(descriptor, payload)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in text.splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash mid-append holds nothing that was acknowledged
+    return entries
+
+
+def _is_entry(line: bytes) -> int:
+    try:
+        json.loads(line)
+    except ValueError:
+        return 0
+    return 1

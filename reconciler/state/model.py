@@ -1,0 +1,209 @@
+"""The recorded state and its JSON form (format version 1).
+
+Differences from a naive one-record-per-slot layout, for fleets of 100,000 vehicles:
+- outcomes belong to remote actions (`actions`), as the API reports them: one POST per vehicle and callback
+  carries several slots, and one remoteActionId's outcome covers all of them;
+- a slot is a short list `[program, callback, action, kind, schedule]` whose program is the compact text
+  `PT7H30M/Mon,Tue/Daily/on`, so the state of 400,000 slots loads in a fraction of the time and memory.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.errors import StateError
+from reconciler.model import DAYS, Program
+
+STATE_VERSION = 1
+OUTCOMES = ("Pending", "Success", "AlreadyDone", "Failed")
+DONE = ("Success", "AlreadyDone")
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRecord:
+    """What reconciler last asked of one slot: `kind` Set (holds `program`) or Delete (clears it)."""
+
+    program: Program
+    callback: str
+    action: str | None = None
+    kind: str = "Set"
+    schedule: str = ""
+
+
+@dataclass(slots=True)
+class ActionRecord:
+    """A remote action reconciler posted, and the latest outcome known for it."""
+
+    vin: str
+    callback: str
+    posted_at: str
+    outcome: str | None = "Pending"
+    status: str | None = None
+    cause: str | None = None
+    updated_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vin": self.vin,
+            "callback": self.callback,
+            "posted_at": self.posted_at,
+            "outcome": self.outcome,
+            "status": self.status,
+            "cause": self.cause,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(slots=True)
+class CallbackRecord:
+    """A callback reconciler created: its id, the spec it sent (secrets as fingerprints), its status."""
+
+    id: str
+    spec: dict[str, Any]
+    secrets: dict[str, str] = field(default_factory=dict)
+    status: str = "Running"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "spec": self.spec, "secrets": dict(sorted(self.secrets.items())), "status": self.status}
+
+
+@dataclass(slots=True)
+class State:
+    lineage: str
+    serial: int
+    fleet: str
+    salt: str
+    vehicles_index: dict[str, str] = field(default_factory=dict)
+    callbacks: dict[str, CallbackRecord] = field(default_factory=dict)
+    slots: dict[str, dict[int, SlotRecord]] = field(default_factory=dict)
+    actions: dict[str, ActionRecord] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, fleet: str) -> State:
+        """An empty state with a fresh lineage and fingerprint salt."""
+        return cls(lineage=str(uuid.uuid4()), serial=0, fleet=fleet, salt=secrets.token_hex(16))
+
+    @property
+    def slot_count(self) -> int:
+        return sum(len(slots) for slots in self.slots.values())
+
+    def outcome(self, record: SlotRecord) -> ActionRecord | None:
+        return self.actions.get(record.action) if record.action else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "fleet": self.fleet,
+            "salt": self.salt,
+            "vehicles_index": dict(sorted(self.vehicles_index.items())),
+            "callbacks": {name: record.to_dict() for name, record in sorted(self.callbacks.items())},
+            "slots": {
+                vin: {str(number): _encode_slot(record) for number, record in sorted(slots.items())}
+                for vin, slots in sorted(self.slots.items())
+            },
+            "actions": {rid: record.to_dict() for rid, record in sorted(self.actions.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str) -> State:
+        """Decode a state document; StateError (never a crash) for anything corrupt, foreign or newer."""
+        if not isinstance(data, dict) or "version" not in data or "lineage" not in data:
+            raise StateError(f"{origin} is not a reconciler state file")
+        version = data["version"]
+        if not isinstance(version, int) or version > STATE_VERSION:
+            raise StateError(
+                f"{origin} has state version {version}, newer than this reconciler reads ({STATE_VERSION}); "
+                "upgrade reconciler"
+            )
+        try:
+            return _decode(data)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise StateError(f"{origin} is corrupt: {type(error).__name__}: {error}") from error
+
+
+def program_text(program: Program) -> str:
+    return f"{program.start}/{','.join(program.days)}/{program.recurrence}/{'on' if program.enabled else 'off'}"
+
+
+def _encode_slot(record: SlotRecord) -> list[Any]:
+    return [program_text(record.program), record.callback, record.action, record.kind, record.schedule]
+
+
+class _Decoder:
+    """Decodes slots, sharing equal programs and strings so a large state stays small in memory."""
+
+    def __init__(self) -> None:
+        self.programs: dict[tuple[int, str], Program] = {}
+        self.strings: dict[str, str] = {}
+
+    def program(self, slot: int, text: str) -> Program:
+        key = (slot, text)
+        program = self.programs.get(key)
+        if program is None:
+            start, days, recurrence, enabled = text.split("/")
+            chosen = tuple(days.split(",")) if days else ()
+            if any(day not in DAYS for day in chosen) or enabled not in ("on", "off"):
+                raise ValueError(f"bad program {text!r}")
+            program = Program(slot, start, chosen, recurrence, enabled == "on")
+            self.programs[key] = program
+        return program
+
+    def string(self, text: str) -> str:
+        return self.strings.setdefault(text, text)
+
+    def slot(self, number: int, raw: list[Any]) -> SlotRecord:
+        text, callback, action, kind, schedule = raw
+        if kind not in ("Set", "Delete"):
+            raise ValueError(f"bad slot kind {kind!r}")
+        return SlotRecord(
+            self.program(number, text),
+            self.string(callback),
+            self.string(action) if action else None,
+            self.string(kind),
+            self.string(schedule),
+        )
+
+
+def _decode(data: dict[str, Any]) -> State:
+    decoder = _Decoder()
+    slots: dict[str, dict[int, SlotRecord]] = {}
+    for vin, raw_slots in data.get("slots", {}).items():
+        vehicle = {}
+        for number, raw in raw_slots.items():
+            slot = int(number)
+            if not 1 <= slot <= 4:
+                raise ValueError(f"slot {number} of {vin}")
+            vehicle[slot] = decoder.slot(slot, raw)
+        slots[vin] = vehicle
+    serial = data["serial"]
+    if not isinstance(serial, int) or serial < 0:
+        raise ValueError(f"serial {serial!r}")
+    return State(
+        lineage=str(data["lineage"]),
+        serial=serial,
+        fleet=str(data["fleet"]),
+        salt=str(data["salt"]),
+        vehicles_index={str(k): str(v) for k, v in data.get("vehicles_index", {}).items()},
+        callbacks={
+            name: CallbackRecord(str(raw["id"]), dict(raw["spec"]), dict(raw.get("secrets", {})), str(raw["status"]))
+            for name, raw in data.get("callbacks", {}).items()
+        },
+        slots=slots,
+        actions={
+            rid: ActionRecord(
+                vin=decoder.string(raw["vin"]),
+                callback=decoder.string(raw["callback"]),
+                posted_at=raw["posted_at"],
+                outcome=raw.get("outcome"),
+                status=raw.get("status"),
+                cause=raw.get("cause"),
+                updated_at=raw.get("updated_at"),
+            )
+            for rid, raw in data.get("actions", {}).items()
+        },
+    )
