@@ -6,17 +6,28 @@ one of them in one place and never shows a traceback for the user's own mistakes
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from reconciler import __version__
-from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, exit_code_for
+from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, StateError, exit_code_for
+from reconciler.project import open_project, plan_project, read_plan, write_plan
 from reconciler.render.diagnostics import RENDERERS
+from reconciler.render.json import render_json
+from reconciler.render.markdown import render_markdown
+from reconciler.render.state import render_state
+from reconciler.render.text import render_text
+from reconciler.state.addresses import addresses, describe, remove
+from reconciler.state.lock import Lease
 from reconciler.validate import validate_project
 
 
@@ -68,6 +79,156 @@ def validate(project: Project, fmt: str, strict: bool) -> int:
     report = validate_project(project.config, os.environ, strict=strict)
     RENDERERS[fmt](report, sys.stdout)
     return int(report.exit_code)
+
+
+PLAN_FORMATS = ("text", "markdown", "json")
+
+
+def _colour(stream: Any) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+
+def _render_plan(data: dict[str, Any], fmt: str, code: ExitCode) -> None:
+    if fmt == "json":
+        render_json(data, sys.stdout, result=code.result)
+    elif fmt == "markdown":
+        render_markdown(data, sys.stdout)
+    else:
+        render_text(data, sys.stdout, colour=_colour(sys.stdout))
+
+
+def _warn(diagnostics: Any) -> None:
+    for diagnostic in diagnostics:
+        click.echo(diagnostic.format(), err=True)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for `apply PLAN`.")
+@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when there are none.")
+@click.option(
+    "--target", multiple=True, metavar="SEL", help="Only changes matching vin:, group:, schedule:, callback:."
+)
+@click.option("--exclude", multiple=True, metavar="SEL", help="Leave out changes matching the selector.")
+@click.option("--retry-failed", is_flag=True, help="Also retry remotes that failed with a permanent cause.")
+@click.pass_obj
+def plan(
+    project: Project,
+    out: Path | None,
+    fmt: str,
+    detailed_exitcode: bool,
+    target: tuple[str, ...],
+    exclude: tuple[str, ...],
+    retry_failed: bool,
+) -> int:
+    """Compare the manifests with the recorded state and show the API calls apply would make."""
+    opened = open_project(project.config, os.environ)
+    result, _, _, warnings = plan_project(
+        opened, os.environ, targets=target, excludes=exclude, retry_failed=retry_failed
+    )
+    _warn(warnings)
+    if out is not None:
+        write_plan(result, out)
+    code = ExitCode.CHANGES if detailed_exitcode and result.has_changes else ExitCode.OK
+    _render_plan(result.to_dict(), fmt, code)
+    if out is not None:
+        click.echo(f"Saved the plan to {out}; apply exactly this plan with: reconciler apply {out}", err=True)
+    return int(code)
+
+
+@cli.command()
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--state", "show_state", is_flag=True, help="Show the recorded state instead of a plan.")
+@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
+@click.pass_obj
+def show(project: Project, plan_file: Path | None, show_state: bool, fmt: str) -> int:
+    """Render a saved plan file, or the recorded state with --state."""
+    if show_state == (plan_file is not None):
+        raise click.UsageError("give either a plan file or --state")
+    if plan_file is not None:
+        saved = read_plan(plan_file)
+        _render_plan(saved.to_dict(), fmt, ExitCode.OK)
+        return 0
+    opened = open_project(project.config, os.environ)
+    state = opened.load_state()
+    lock = opened.backend.current_lock()
+    if fmt == "json":
+        payload = {"result": "ok", "state": state.to_dict() if state else None, "lock": lock.__dict__ if lock else None}
+        json.dump(payload, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        render_state(state, opened.backend.name, lock, sys.stdout)
+    return 0
+
+
+@cli.group()
+def state() -> None:
+    """Inspect and repair the recorded state."""
+
+
+@state.command("list")
+@click.pass_obj
+def state_list(project: Project) -> int:
+    """Every address the state records."""
+    recorded = open_project(project.config, os.environ).load_state()
+    for address in addresses(recorded) if recorded else ():
+        click.echo(address)
+    return 0
+
+
+@state.command("show")
+@click.argument("address")
+@click.pass_obj
+def state_show(project: Project, address: str) -> int:
+    """What the state records about one address."""
+    recorded = open_project(project.config, os.environ).load_state()
+    if recorded is None:
+        raise StateError("there is no recorded state yet")
+    json.dump(describe(recorded, address), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+@state.command("rm")
+@click.argument("address", nargs=-1, required=True)
+@click.pass_obj
+def state_rm(project: Project, address: tuple[str, ...]) -> int:
+    """Forget addresses without calling the API (the next plan creates them again if still desired)."""
+    opened = open_project(project.config, os.environ)
+    with terminate_as_interrupt(), Lease(opened.backend, "state rm"):
+        recorded = opened.load_state()
+        if recorded is None:
+            raise StateError("there is no recorded state yet")
+        loaded = recorded.serial
+        forgotten = sum(remove(recorded, text) for text in address)
+        serial = opened.backend.save(recorded, loaded)
+    click.echo(f"Forgot {forgotten} item{'s' if forgotten != 1 else ''}; state serial {serial}.")
+    return 0
+
+
+@state.command("unlock")
+@click.argument("lock_id")
+@click.pass_obj
+def state_unlock(project: Project, lock_id: str) -> int:
+    """Remove a lock left by a run that is gone. Make sure it is gone: two writers corrupt nothing, but race."""
+    opened = open_project(project.config, os.environ)
+    holder = opened.backend.force_unlock(lock_id)
+    click.echo(f"Removed the lock {holder.describe()}.")
+    return 0
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job) unwinds like Ctrl-C, so locks are released and state is saved."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _report(error: BaseException) -> None:

@@ -1,0 +1,309 @@
+"""The Plan: immutable, sorted, typed changes grouped into the API calls that will carry them.
+
+Its canonical dict (`to_dict`) is what renderers read and what a plan file holds; the sha256 of that dict's
+canonical JSON identifies the plan. Nothing in a Plan is secret: sensitive values are masked before they get
+here, and changes to them show only as `(sensitive, changed)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from reconciler.errors import GuardError, PlanError
+from reconciler.model import Program
+
+FORMAT_VERSION = "1.0"
+SENSITIVE_CHANGED = "(sensitive, changed)"
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    STATUS = "status"
+    RETRY = "retry"
+
+
+class CallKind(StrEnum):
+    CREATE_CALLBACK = "create-callback"
+    UPDATE_CALLBACK = "update-callback"
+    CALLBACK_STATUS = "callback-status"
+    DELETE_CALLBACK = "delete-callback"
+    REMOTE = "remote"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDiff:
+    path: str
+    before: Any
+    after: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "before": self.before, "after": self.after}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One resource's change. `address` is callback.NAME or vehicle.VIN.slot.N."""
+
+    address: str
+    action: Action
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    diffs: tuple[FieldDiff, ...] = ()
+    sensitive: tuple[str, ...] = ()
+    cause: str | None = None
+    call: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "callback" if self.address.startswith("callback.") else "slot"
+
+    @property
+    def vin(self) -> str | None:
+        return self.address.split(".")[1] if self.kind == "slot" else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "action": self.action.value,
+            "before": self.before,
+            "after": self.after,
+            "diffs": [d.to_dict() for d in self.diffs],
+            "sensitive": list(self.sensitive),
+            "cause": self.cause,
+            "call": self.call,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Change:
+        return cls(
+            address=data["address"],
+            action=Action(data["action"]),
+            before=data["before"],
+            after=data["after"],
+            diffs=tuple(FieldDiff(d["path"], d["before"], d["after"]) for d in data["diffs"]),
+            sensitive=tuple(data["sensitive"]),
+            cause=data["cause"],
+            call=data["call"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One API request. A remote carries every Set and Delete entry for one vehicle through one callback."""
+
+    id: str
+    kind: CallKind
+    callback: str
+    vin: str | None = None
+    programs: tuple[tuple[str, Program], ...] = ()
+    changes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "kind": self.kind.value, "callback": self.callback, "vin": self.vin}
+        if self.kind is CallKind.REMOTE:
+            data["programs"] = [program.to_api(action) for action, program in self.programs]
+        data["changes"] = list(self.changes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Call:
+        programs = tuple(
+            (
+                p["actionsType"],
+                Program(p["slot"], p["start"], tuple(p["occurence"]["day"]), p["recurrence"], p["enabled"]),
+            )
+            for p in data.get("programs", ())
+        )
+        return cls(data["id"], CallKind(data["kind"]), data["callback"], data["vin"], programs, tuple(data["changes"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the plan shows but does nothing about: a remote still in flight, a permanent failure."""
+
+    address: str
+    kind: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"address": self.address, "kind": self.kind, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class GuardCheck:
+    name: str
+    limit: str
+    count: int
+    total: int
+    maximum: float
+    exceeded: bool
+
+    def describe(self) -> str:
+        what = {"max_deleted_slots": "slots to delete", "max_changed_vehicles": "recorded vehicles to change"}
+        relation = ">" if self.exceeded else "<="
+        return (
+            f"{self.name}: {self.count:,} {what.get(self.name, 'changes')} {relation} {self.limit} "
+            f"(at most {self.maximum:,.0f} of {self.total:,})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "limit": self.limit,
+            "count": self.count,
+            "total": self.total,
+            "maximum": self.maximum,
+            "exceeded": self.exceeded,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    callbacks_create: int = 0
+    callbacks_update: int = 0
+    callbacks_delete: int = 0
+    vehicles: int = 0
+    slots_set: int = 0
+    slots_deleted: int = 0
+    calls: int = 0
+    in_flight: int = 0
+    failed: int = 0
+
+    def line(self) -> str:
+        if not (self.callbacks_create or self.callbacks_update or self.callbacks_delete or self.vehicles):
+            return "No changes. The fleet matches the manifests."
+        calls = "call" if self.calls == 1 else "calls"
+        vehicles = "vehicle" if self.vehicles == 1 else "vehicles"
+        callbacks = "callback" if self.callbacks_create == 1 else "callbacks"
+        return (
+            f"Plan: {self.callbacks_create:,} {callbacks} to create, {self.callbacks_update:,} to update, "
+            f"{self.callbacks_delete:,} to delete; {self.vehicles:,} {vehicles} to update "
+            f"({self.slots_set:,} slots set, {self.slots_deleted:,} deleted) in {self.calls:,} {calls}."
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    fleet: str
+    lineage: str | None
+    serial: int | None
+    manifests: str
+    changes: tuple[Change, ...] = ()
+    calls: tuple[Call, ...] = ()
+    notices: tuple[Notice, ...] = ()
+    guards: tuple[GuardCheck, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    left_out: int = 0
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def summary(self) -> Summary:
+        callbacks: dict[Action, set[str]] = {Action.CREATE: set(), Action.UPDATE: set(), Action.DELETE: set()}
+        vehicles: set[str] = set()
+        slots_set = slots_deleted = 0
+        for change in self.changes:
+            if change.kind == "callback":
+                action = Action.UPDATE if change.action is Action.STATUS else change.action
+                callbacks[action].add(change.address)
+            else:
+                vehicles.add(change.address.split(".")[1])
+                if change.after is None:
+                    slots_deleted += 1
+                else:
+                    slots_set += 1
+        return Summary(
+            callbacks_create=len(callbacks[Action.CREATE]),
+            callbacks_update=len(callbacks[Action.UPDATE] - callbacks[Action.CREATE]),
+            callbacks_delete=len(callbacks[Action.DELETE]),
+            vehicles=len(vehicles),
+            slots_set=slots_set,
+            slots_deleted=slots_deleted,
+            calls=sum(1 for call in self.calls if call.kind is CallKind.REMOTE),
+            in_flight=sum(1 for notice in self.notices if notice.kind == "in-flight"),
+            failed=sum(1 for notice in self.notices if notice.kind == "failed"),
+        )
+
+    def exceeded_guards(self) -> tuple[GuardCheck, ...]:
+        return tuple(guard for guard in self.guards if guard.exceeded)
+
+    def check_guards(self, allow: Iterable[str] = ()) -> None:
+        """What apply calls before any write: GuardError (exit 4) for each exceeded guard not allowed."""
+        allowed = set(allow)
+        blocking = [guard for guard in self.exceeded_guards() if guard.name not in allowed]
+        if blocking:
+            lines = "; ".join(guard.describe() for guard in blocking)
+            names = " ".join(f"--allow {guard.name}" for guard in blocking)
+            raise GuardError(f"blocked by guard: {lines}. Review the plan, then re-run with {names}")
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "fleet": self.fleet,
+            "state": {"lineage": self.lineage, "serial": self.serial},
+            "manifests": self.manifests,
+            "options": dict(self.options),
+            "summary": self.summary().to_dict(),
+            "changes": [change.to_dict() for change in self.changes],
+            "calls": [call.to_dict() for call in self.calls],
+            "notices": [notice.to_dict() for notice in self.notices],
+            "guards": [guard.to_dict() for guard in self.guards],
+            "left_out": self.left_out,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        body = self.body()
+        return {**body, "digest": digest(body)}
+
+    @property
+    def digest(self) -> str:
+        return digest(self.body())
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str) -> Plan:
+        """A plan read back from a file; PlanError if it is not one, is from a newer release, or was altered."""
+        if not isinstance(data, dict) or "format_version" not in data or "digest" not in data:
+            raise PlanError(f"{origin} is not a reconciler plan file")
+        major = str(data["format_version"]).split(".")[0]
+        if major != FORMAT_VERSION.split(".")[0]:
+            raise PlanError(
+                f"{origin} has plan format {data['format_version']}; this reconciler reads {FORMAT_VERSION}"
+            )
+        body = {key: value for key, value in data.items() if key != "digest"}
+        if digest(body) != data["digest"]:
+            raise PlanError(f"{origin} was changed after it was made (its digest does not match); make a new plan")
+        try:
+            plan = cls(
+                fleet=data["fleet"],
+                lineage=data["state"]["lineage"],
+                serial=data["state"]["serial"],
+                manifests=data["manifests"],
+                changes=tuple(Change.from_dict(c) for c in data["changes"]),
+                calls=tuple(Call.from_dict(c) for c in data["calls"]),
+                notices=tuple(Notice(n["address"], n["kind"], n["detail"]) for n in data["notices"]),
+                guards=tuple(GuardCheck(**g) for g in data["guards"]),
+                options=data["options"],
+                left_out=data["left_out"],
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise PlanError(f"{origin} is not a valid plan: {type(error).__name__}: {error}") from error
+        return plan
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(body: Any) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(body).encode()).hexdigest()

@@ -1,0 +1,188 @@
+"""The one walk over a plan's changes, shared by the text and markdown renderers.
+
+It turns the canonical plan dict into blocks: one per callback change, one per vehicle, and one per group of
+vehicles that get exactly the same change (so 400 vehicles with one new start time read as one block).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.model import DAYS
+
+SYMBOLS = {"create": "+", "update": "~", "delete": "-", "status": "~", "retry": "!"}
+SENSITIVE_MARKERS = ("(sensitive)", "(sensitive, changed)")
+
+
+@dataclass(slots=True)
+class Block:
+    symbol: str
+    title: str
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    vins: list[str] = field(default_factory=list)
+
+
+def hhmm(start: str) -> str:
+    """PT7H5M -> 07:05."""
+    body = start[2:]
+    hours, _, rest = body.partition("H") if "H" in body else ("0", "", body)
+    minutes = rest.rstrip("M") or "0"
+    return f"{int(hours):02d}:{int(minutes):02d}"
+
+
+def days_text(days: Sequence[str]) -> str:
+    """Mon,Tue,Wed,Thu,Fri -> Mon-Fri; all seven -> daily."""
+    chosen = [day for day in DAYS if day in days]
+    if len(chosen) == 7:
+        return "daily"
+    runs: list[list[str]] = []
+    for day in chosen:
+        if runs and DAYS.index(day) == DAYS.index(runs[-1][-1]) + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(run) for run in runs)
+
+
+def program_text(view: Mapping[str, Any]) -> str:
+    text = f"{hhmm(view['start'])} {days_text(view['days'])}"
+    if view["recurrence"] != "Daily":
+        text += f", recurrence {view['recurrence']}"
+    if not view["enabled"]:
+        text += ", disabled"
+    return text
+
+
+def value_text(path: str, value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, str) and value in SENSITIVE_MARKERS:
+        return value
+    if path == "start":
+        return hhmm(value)
+    if path == "days":
+        return days_text(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(str(item) for item in value) + "]"
+    return str(value)
+
+
+def _slot_line(change: Mapping[str, Any]) -> tuple[str, str]:
+    slot = change["address"].rsplit(".", 1)[1]
+    action = change["action"]
+    symbol = SYMBOLS[action]
+    if action == "create":
+        return symbol, f"slot {slot}: {program_text(change['after'])}"
+    if action == "delete":
+        return symbol, f"slot {slot}: {program_text(change['before'])}"
+    if action == "retry":
+        what = "set " + program_text(change["after"]) if change["after"] else "delete"
+        return symbol, f"slot {slot}: retry {what} ({change['cause']})"
+    diffs = ", ".join(
+        f"{d['path']} {value_text(d['path'], d['before'])} -> {value_text(d['path'], d['after'])}"
+        for d in change["diffs"]
+    )
+    return symbol, f"slot {slot}: {diffs}"
+
+
+def _callback_block(change: Mapping[str, Any]) -> Block:
+    action = change["action"]
+    name = change["address"]
+    titles = {
+        "create": "will be created",
+        "update": "will be updated",
+        "delete": "will be deleted",
+        "status": "status will change",
+    }
+    block = Block(SYMBOLS[action], f"{name} {titles[action]}")
+    for diff in change["diffs"]:
+        path = diff["path"]
+        if action == "create":
+            if diff["after"] != {}:
+                block.lines.append(("+", f"{path} = {value_text(path, diff['after'])}"))
+        else:
+            before, after = value_text(path, diff["before"]), value_text(path, diff["after"])
+            if after == "(sensitive, changed)":
+                block.lines.append(("~", f"{path}: {after}"))
+            else:
+                block.lines.append(("~", f"{path}: {before} -> {after}"))
+    return block
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((key, _freeze(item)) for key, item in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(item) for item in value)
+    return value
+
+
+def build_blocks(plan: Mapping[str, Any]) -> list[Block]:
+    """Callback blocks in plan order, then vehicle blocks: identical vehicle changes share one block."""
+    blocks: list[Block] = []
+    by_vin: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for change in plan["changes"]:
+        if change["address"].startswith("callback."):
+            blocks.append(_callback_block(change))
+        else:
+            by_vin[change["address"].split(".")[1]].append(change)
+    calls: dict[str, int] = defaultdict(int)
+    for call in plan["calls"]:
+        if call["vin"]:
+            calls[call["vin"]] += 1
+    groups: dict[Any, Block] = {}
+    for vin, changes in by_vin.items():
+        key = tuple(
+            (c["action"], c["address"].rsplit(".", 1)[1], _freeze(c["before"]), _freeze(c["after"]), c["cause"])
+            for c in changes
+        )
+        block = groups.get(key)
+        if block is None:
+            callbacks = sorted({(c["after"] or c["before"])["callback"] for c in changes})
+            block = Block("~", ", ".join(callbacks), [_slot_line(c) for c in changes])
+            groups[key] = block
+        block.vins.append(vin)
+    for block in groups.values():
+        count = len(block.vins)
+        via = block.title
+        per_vehicle = calls[block.vins[0]]
+        if count == 1:
+            noun = "call" if per_vehicle == 1 else "calls"
+            block.title = f"vehicle {block.vins[0]} ({per_vehicle} {noun} via {via})"
+        else:
+            block.title = f"{count:,} vehicles, the same change each ({per_vehicle * count:,} calls via {via})"
+        blocks.append(block)
+    return blocks
+
+
+def notice_lines(plan: Mapping[str, Any], pending_timeout: str = "") -> list[str]:
+    """Lines about what the plan leaves alone: remotes in flight, permanent failures, changes left out."""
+    lines = []
+    in_flight = [n for n in plan["notices"] if n["kind"] == "in-flight"]
+    if in_flight:
+        vehicles = len({n["address"].split(".")[1] for n in in_flight})
+        lines.append(f"In flight: {len(in_flight):,} slots on {vehicles:,} vehicles are Pending; nothing to do yet.")
+    failed = [n for n in plan["notices"] if n["kind"] == "failed"]
+    for notice in failed:
+        lines.append(f"Failed: {notice['address']}: {notice['detail']}")
+    if plan["left_out"]:
+        lines.append(
+            f"Targeted plan: {plan['left_out']:,} other changes left out "
+            f"(targets: {', '.join(plan['options']['targets']) or 'all'}; "
+            f"excludes: {', '.join(plan['options']['excludes']) or 'none'})."
+        )
+    for guard in plan["guards"]:
+        if guard["exceeded"]:
+            lines.append(
+                f"Guard {guard['name']} exceeded: {guard['count']:,} > {guard['limit']} "
+                f"(at most {guard['maximum']:,.0f} of {guard['total']:,}); apply will refuse without "
+                f"--allow {guard['name']}."
+            )
+    return lines
