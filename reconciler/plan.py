@@ -185,7 +185,8 @@ class Summary:
         return (
             f"Plan: {self.callbacks_create:,} {callbacks} to create, {self.callbacks_update:,} to update, "
             f"{self.callbacks_delete:,} to delete; {self.vehicles:,} {vehicles} to update "
-            f"({self.slots_set:,} slots set, {self.slots_deleted:,} deleted) in {self.calls:,} {calls}."
+            f"({self.slots_set:,} slot{'' if self.slots_set == 1 else 's'} set, {self.slots_deleted:,} deleted) "
+            f"in {self.calls:,} {calls}."
         )
 
     def to_dict(self) -> dict[str, int]:

@@ -1,0 +1,76 @@
+"""Recording what happened into the state: callbacks created, remotes posted, outcomes learnt.
+
+Apply records each call as it completes, the webhook receiver and polling record outcomes; all go through
+these functions, so a state only ever changes in these few ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.model import Program
+from reconciler.plan import Call
+from reconciler.state.model import DONE, ActionRecord, CallbackRecord, SlotRecord, State
+
+FINAL = (*DONE, "Failed")
+
+
+def record_callback(
+    state: State, name: str, callback_id: str, spec: dict[str, Any], secrets: dict[str, str], status: str
+) -> None:
+    state.callbacks[name] = CallbackRecord(callback_id, spec, dict(secrets), status)
+
+
+def forget_callback(state: State, name: str) -> None:
+    state.callbacks.pop(name, None)
+
+
+def record_remote(
+    state: State, call: Call, views: Mapping[str, Mapping[str, Any]], action_id: str, posted_at: str
+) -> None:
+    """A remote the API accepted: its slots now hold (or are being cleared of) the programs it carried.
+
+    `views` maps each change address of the call to its after (Set) or before (Delete) view, for the schedule.
+    """
+    assert call.vin is not None
+    slots = state.slots.setdefault(call.vin, {})
+    for (verb, program), address in zip(call.programs, call.changes, strict=True):
+        schedule = str(views.get(address, {}).get("schedule", ""))
+        slots[program.slot] = SlotRecord(program, call.callback, action_id, verb, schedule)
+    state.actions[action_id] = ActionRecord(call.vin, call.callback, posted_at)
+
+
+def record_observed(state: State, vin: str, program: Program, callback: str, schedule: str = "") -> None:
+    """A program seen on the vehicle itself (refresh, import): settled, with no remote of ours behind it."""
+    state.slots.setdefault(vin, {})[program.slot] = SlotRecord(program, callback, None, "Set", schedule)
+
+
+def record_outcome(
+    state: State,
+    action_id: str,
+    outcome: str,
+    *,
+    status: str | None = None,
+    cause: str | None = None,
+    at: str | None = None,
+) -> bool:
+    """Fold one outcome into the state; False when it changes nothing (unknown action, duplicate, stale).
+
+    A Pending never overwrites a final outcome. A delete that succeeded clears its slots.
+    """
+    action = state.actions.get(action_id)
+    if action is None:
+        return False
+    if action.outcome in FINAL and outcome not in FINAL:
+        return False
+    if (action.outcome, action.status, action.cause) == (outcome, status, cause):
+        return False
+    action.outcome, action.status, action.cause, action.updated_at = outcome, status, cause, at
+    if outcome in DONE:
+        slots = state.slots.get(action.vin, {})
+        for number in [n for n, r in slots.items() if r.action == action_id and r.kind == "Delete"]:
+            del slots[number]
+        if not slots:
+            state.slots.pop(action.vin, None)
+    return True

@@ -1,0 +1,91 @@
+"""Builders for planner tests: desired models and recorded states made directly, no files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from reconciler.callbacks import callback_spec, fingerprints
+from reconciler.diagnostics import Source
+from reconciler.envsubst import EnvValue
+from reconciler.model import DAYS, Attribute, Callback, Desired, Program, Schedule, SlotAssignment
+from reconciler.plan import Plan
+from reconciler.planner import PlanOptions, make_plan
+from reconciler.state.backend import isotime
+from reconciler.state.model import ActionRecord, CallbackRecord, SlotRecord, State
+
+NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+VIN_A, VIN_B, VIN_C = "VF3UHNKF5RL000005", "VF7SHMZH8RP000001", "VR1JCHNS0RM000002"
+WEEKDAYS = DAYS[:5]
+
+
+def program(slot: int, start: str = "PT7H30M", days: tuple[str, ...] = WEEKDAYS, **extra: Any) -> Program:
+    return Program(slot, start, days, **extra)
+
+
+def callback(name: str = "cb", secret: str | None = None, status: str = "Running", **extra: Any) -> Callback:
+    attributes = ()
+    if secret is not None:
+        attributes = (Attribute("Header", "Authorization", EnvValue("${env:HOOK}", secret, Source("m"))),)
+    fields: dict[str, Any] = {
+        "name": name,
+        "target": EnvValue("https://h.example/x", "https://h.example/x", Source("m")),
+        "webhook_name": name,
+        "attributes": attributes,
+        "remote_types": ("ThermalPreconditioning",),
+        "retry_policy": None,
+        "batch_notify": None,
+        "status": status,
+        "source": Source("m"),
+    }
+    fields.update(extra)
+    return Callback(**fields)
+
+
+def desired(
+    vehicles: Mapping[str, Iterable[Program]] | None = None,
+    callbacks: Iterable[Callback] = (),
+    via: str = "cb",
+    schedule: str = "s",
+    groups: Mapping[str, tuple[str, ...]] | None = None,
+) -> Desired:
+    cbs = {c.name: c for c in callbacks} or {"cb": callback()}
+    slots = {
+        vin: tuple(SlotAssignment(p, via, schedule) for p in sorted(programs, key=lambda p: p.slot))
+        for vin, programs in (vehicles or {}).items()
+    }
+    schedules = {schedule: Schedule(schedule, via, frozenset(slots), (), (), Source("m"))}
+    return Desired(cbs, groups or {}, schedules, slots, (), "sha256:manifests")
+
+
+def state(
+    slots: Mapping[str, Mapping[int, SlotRecord]] | None = None,
+    actions: Mapping[str, ActionRecord] | None = None,
+    callbacks: Iterable[Callback] | None = None,
+    salt: str = "salt",
+) -> State:
+    recorded = State(lineage="lineage-1", serial=3, fleet="fleet-1", salt=salt)
+    for cb in callbacks if callbacks is not None else [callback()]:
+        recorded.callbacks[cb.name] = CallbackRecord(
+            f"id-{cb.name}", callback_spec(cb), fingerprints(cb, salt), cb.status
+        )
+    recorded.slots = {vin: dict(records) for vin, records in (slots or {}).items()}
+    recorded.actions = dict(actions or {})
+    return recorded
+
+
+def action(
+    vin: str,
+    outcome: str | None,
+    *,
+    age: timedelta = timedelta(minutes=5),
+    cause: str | None = None,
+    via: str = "cb",
+    status: str | None = None,
+) -> ActionRecord:
+    return ActionRecord(vin, via, isotime(NOW - age), outcome, status, cause)
+
+
+def plan(want: Desired, have: State | None, **options: Any) -> Plan:
+    return make_plan(want, have, "fleet-1", PlanOptions(now=NOW, **options))
