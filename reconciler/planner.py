@@ -176,6 +176,12 @@ def _record_view(record: SlotRecord) -> dict[str, Any]:
 
 
 _NOT_COMPARED = frozenset({"schedule"})  # bookkeeping: moving a program between schedules calls nothing
+_FIELD_ORDER = {name: index for index, name in enumerate(("start", "days", "recurrence", "enabled", "callback"))}
+
+
+def _slot_diffs(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> tuple[FieldDiff, ...]:
+    diffs = diff_values(before, after, _NOT_COMPARED)
+    return tuple(sorted(diffs, key=lambda d: _FIELD_ORDER.get(d.path, len(_FIELD_ORDER))))
 
 
 def _vehicle(
@@ -196,16 +202,16 @@ def _vehicle(
         if assignment is not None:
             after = _assignment_view(assignment)
             if record is None or record.kind == "Delete":
-                changes.append(Change(address, Action.CREATE, None, after, diff_values(None, after, _NOT_COMPARED)))
+                changes.append(Change(address, Action.CREATE, None, after, _slot_diffs(None, after)))
             elif record.program != assignment.program or record.callback != assignment.callback:
                 before = _record_view(record)
-                changes.append(Change(address, Action.UPDATE, before, after, diff_values(before, after, _NOT_COMPARED)))
+                changes.append(Change(address, Action.UPDATE, before, after, _slot_diffs(before, after)))
             else:
                 _outcome(address, record, _record_view(record), after, state, options, changes, notices)
         elif record is not None:
             before = _record_view(record)
             if record.kind == "Set":
-                changes.append(Change(address, Action.DELETE, before, None, diff_values(before, None, _NOT_COMPARED)))
+                changes.append(Change(address, Action.DELETE, before, None, _slot_diffs(before, None)))
             else:
                 _outcome(address, record, before, None, state, options, changes, notices)
 
@@ -243,7 +249,7 @@ def _outcome(
     if action.outcome == "Failed":
         cause = action.cause or "unknown cause"
         if cause in PERMANENT_CAUSES and not options.retry_failed:
-            notices.append(Notice(address, "failed", f"Failed: {cause} (retried only with --retry-failed)"))
+            notices.append(Notice(address, "failed", f"{cause} (retried only with --retry-failed)"))
         else:
             changes.append(Change(address, Action.RETRY, before, after, (), (), f"Failed: {cause}"))
         return

@@ -76,9 +76,7 @@ def test_transient_failure_is_retried(cause: str | None) -> None:
 def test_permanent_failure_is_shown_and_retried_only_on_request(cause: str) -> None:
     shown = plan(desired({VIN_A: [P1]}), settled("Failed", cause=cause))  # type: ignore[arg-type]
     assert shown.changes == ()
-    assert [(n.kind, n.detail) for n in shown.notices] == [
-        ("failed", f"Failed: {cause} (retried only with --retry-failed)")
-    ]
+    assert [(n.kind, n.detail) for n in shown.notices] == [("failed", f"{cause} (retried only with --retry-failed)")]
     retried = plan(desired({VIN_A: [P1]}), settled("Failed", cause=cause), retry_failed=True)  # type: ignore[arg-type]
     assert [(c.action, c.cause) for c in retried.changes] == [(Action.RETRY, f"Failed: {cause}")]
 

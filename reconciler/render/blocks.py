@@ -168,7 +168,9 @@ def notice_lines(plan: Mapping[str, Any], pending_timeout: str = "") -> list[str
     in_flight = [n for n in plan["notices"] if n["kind"] == "in-flight"]
     if in_flight:
         vehicles = len({n["address"].split(".")[1] for n in in_flight})
-        lines.append(f"In flight: {len(in_flight):,} slots on {vehicles:,} vehicles are Pending; nothing to do yet.")
+        slots = "slot" if len(in_flight) == 1 else "slots"
+        cars = "vehicle is" if vehicles == 1 else "vehicles are"
+        lines.append(f"In flight: {len(in_flight):,} {slots} on {vehicles:,} {cars} Pending; nothing to do yet.")
     failed = [n for n in plan["notices"] if n["kind"] == "failed"]
     for notice in failed:
         lines.append(f"Failed: {notice['address']}: {notice['detail']}")

@@ -28,7 +28,9 @@ def render_markdown(plan: Mapping[str, Any], out: TextIO, *, limit: int = LIMIT)
         f"{summary.vehicles:,} vehicles change, in {summary.calls:,} calls.",
         "",
     ]
-    head += [f"> {line}" for line in notice_lines(plan)]
+    notes = notice_lines(plan)
+    if notes:
+        head += [f"> - {line}" for line in notes] + [""]
     text = "\n".join(head) + "\n"
     tail = f"\n<sub>plan {plan.get('digest', '')}</sub>\n"
     sections = [_section(block.symbol, block.title, block.lines, block.vins) for block in build_blocks(plan)]
