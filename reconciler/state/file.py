@@ -205,7 +205,7 @@ def _append_lines(path: Path, entries: Sequence[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in entries).encode()
     # whole lines, one write, under an exclusive lock: appenders never interleave or lose a line
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         size = os.fstat(descriptor).st_size
