@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
 
 from tests.perf.fleetgen import write_fleet
 
 CHILD = """
-import json, resource, sys, time
+from tests.perf.memory import peak_mb
+import json, sys, time
 from pathlib import Path
 mode, root = sys.argv[1], Path(sys.argv[2])
 start = time.perf_counter()
@@ -38,7 +41,7 @@ else:
     report = validate_project(root / "reconciler.yaml", {"WEBHOOK_AUTH": "x"})
     ok = report.exit_code == 0 and report.summary["slots"] > 0
 elapsed = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_mb()
 print(json.dumps({"seconds": elapsed, "peak_mb": peak, "ok": ok}))
 """
 
@@ -46,7 +49,10 @@ print(json.dumps({"seconds": elapsed, "peak_mb": peak, "ok": ok}))
 def measure(mode: str, root: Path, runs: int) -> tuple[float, float]:
     seconds, peaks = [], []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", CHILD, mode, str(root)], capture_output=True, text=True, check=True)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, mode, str(root)], capture_output=True, text=True, env=env, check=True
+        )
         result = json.loads(out.stdout)
         assert result["ok"], out
         seconds.append(result["seconds"])
