@@ -24,7 +24,7 @@ from reconciler.errors import UsageError
 from reconciler.model import Desired, Program, SlotAssignment
 from reconciler.plan import SENSITIVE_CHANGED, Action, Call, CallKind, Change, FieldDiff, GuardCheck, Notice, Plan
 from reconciler.state.backend import parse_time
-from reconciler.state.model import DONE, SlotRecord, State
+from reconciler.state.model import DONE, ActionRecord, SlotRecord, State
 
 # causes that retrying will not fix; every other failure cause is treated as transient
 PERMANENT_CAUSES = frozenset(
@@ -193,7 +193,7 @@ def _vehicle(
     changes: list[Change],
     notices: list[Notice],
 ) -> None:
-    if len(wanted) == len(recorded) and all(_settled(a, recorded.get(a.program.slot), state) for a in wanted):
+    if len(wanted) == len(recorded) and _all_settled(wanted, recorded, state.actions):
         return  # the common case on a converged fleet: nothing to look at
     by_slot = {a.program.slot: a for a in wanted}
     for slot in sorted(by_slot.keys() | recorded.keys()):
@@ -216,15 +216,21 @@ def _vehicle(
                 _outcome(address, record, before, None, state, options, changes, notices)
 
 
-def _settled(assignment: SlotAssignment, record: SlotRecord | None, state: State) -> bool:
-    if record is None or record.kind != "Set" or record.program != assignment.program:
-        return False
-    if record.callback != assignment.callback:
-        return False
-    if record.action is None:
-        return True
-    action = state.actions.get(record.action)
-    return action is not None and action.outcome in DONE
+def _all_settled(
+    wanted: tuple[SlotAssignment, ...], recorded: Mapping[int, SlotRecord], actions: Mapping[str, ActionRecord]
+) -> bool:
+    """Every desired slot recorded as the same program through the same callback, and done (the hot path)."""
+    for assignment in wanted:
+        record = recorded.get(assignment.program.slot)
+        if record is None or record.kind != "Set" or record.callback != assignment.callback:
+            return False
+        if record.program != assignment.program:
+            return False
+        if record.action is not None:
+            action = actions.get(record.action)
+            if action is None or action.outcome not in DONE:
+                return False
+    return True
 
 
 def _outcome(

@@ -4,7 +4,8 @@ Differences from a naive one-record-per-slot layout, for fleets of 100,000 vehic
 - outcomes belong to remote actions (`actions`), as the API reports them: one POST per vehicle and callback
   carries several slots, and one remoteActionId's outcome covers all of them;
 - a slot is a short list `[program, callback, action, kind, schedule]` whose program is the compact text
-  `PT7H30M/Mon,Tue/Daily/on`, so the state of 400,000 slots loads in a fraction of the time and memory.
+  `PT7H30M/Mon,Tue/Daily/on`, and an action the list `[vin, callback, posted_at, outcome, status, cause,
+  updated_at]`, so the state of 400,000 slots loads in a fraction of the time and memory.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.errors import StateError
 from reconciler.model import DAYS, Program
@@ -22,9 +23,11 @@ OUTCOMES = ("Pending", "Success", "AlreadyDone", "Failed")
 DONE = ("Success", "AlreadyDone")
 
 
-@dataclass(frozen=True, slots=True)
-class SlotRecord:
-    """What reconciler last asked of one slot: `kind` Set (holds `program`) or Delete (clears it)."""
+class SlotRecord(NamedTuple):
+    """What reconciler last asked of one slot: `kind` Set (holds `program`) or Delete (clears it).
+
+    A named tuple rather than a dataclass: a large state holds hundreds of thousands of them.
+    """
 
     program: Program
     callback: str
@@ -44,6 +47,10 @@ class ActionRecord:
     status: str | None = None
     cause: str | None = None
     updated_at: str | None = None
+
+    def to_list(self) -> list[Any]:
+        """The compact form a state file holds: [vin, callback, posted_at, outcome, status, cause, updated_at]."""
+        return [self.vin, self.callback, self.posted_at, self.outcome, self.status, self.cause, self.updated_at]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,7 +113,7 @@ class State:
                 vin: {str(number): _encode_slot(record) for number, record in sorted(slots.items())}
                 for vin, slots in sorted(self.slots.items())
             },
-            "actions": {rid: record.to_dict() for rid, record in sorted(self.actions.items())},
+            "actions": {rid: record.to_list() for rid, record in sorted(self.actions.items())},
         }
 
     @classmethod
@@ -134,52 +141,44 @@ def _encode_slot(record: SlotRecord) -> list[Any]:
     return [program_text(record.program), record.callback, record.action, record.kind, record.schedule]
 
 
-class _Decoder:
-    """Decodes slots, sharing equal programs and strings so a large state stays small in memory."""
+_KINDS = {"Set": "Set", "Delete": "Delete"}
+_SLOTS = {"1": 1, "2": 2, "3": 3, "4": 4}
 
-    def __init__(self) -> None:
-        self.programs: dict[tuple[int, str], Program] = {}
-        self.strings: dict[str, str] = {}
 
-    def program(self, slot: int, text: str) -> Program:
-        key = (slot, text)
-        program = self.programs.get(key)
-        if program is None:
-            start, days, recurrence, enabled = text.split("/")
-            chosen = tuple(days.split(",")) if days else ()
-            if any(day not in DAYS for day in chosen) or enabled not in ("on", "off"):
-                raise ValueError(f"bad program {text!r}")
-            program = Program(slot, start, chosen, recurrence, enabled == "on")
-            self.programs[key] = program
-        return program
+def _program(slot: int, text: str) -> Program:
+    start, days, recurrence, enabled = text.split("/")
+    chosen = tuple(days.split(",")) if days else ()
+    if any(day not in DAYS for day in chosen) or enabled not in ("on", "off"):
+        raise ValueError(f"bad program {text!r}")
+    return Program(slot, start, chosen, recurrence, enabled == "on")
 
-    def string(self, text: str) -> str:
-        return self.strings.setdefault(text, text)
 
-    def slot(self, number: int, raw: list[Any]) -> SlotRecord:
-        text, callback, action, kind, schedule = raw
-        if kind not in ("Set", "Delete"):
-            raise ValueError(f"bad slot kind {kind!r}")
-        return SlotRecord(
-            self.program(number, text),
-            self.string(callback),
-            self.string(action) if action else None,
-            self.string(kind),
-            self.string(schedule),
-        )
+def _decode_slots(raw: dict[str, Any]) -> dict[str, dict[int, SlotRecord]]:
+    """The hot loop of loading a large state: equal programs and strings are shared, not copied."""
+    programs: dict[tuple[int, str], Program] = {}
+    strings: dict[str, str] = {}
+    share = strings.setdefault
+    slots: dict[str, dict[int, SlotRecord]] = {}
+    for vin, raw_slots in raw.items():
+        vehicle = {}
+        for number, (text, callback, action, kind, schedule) in raw_slots.items():
+            slot = _SLOTS[number]
+            program = programs.get((slot, text))
+            if program is None:
+                program = programs[(slot, text)] = _program(slot, text)
+            vehicle[slot] = SlotRecord(
+                program,
+                share(callback, callback),
+                share(action, action) if action else None,
+                _KINDS[kind],
+                share(schedule, schedule),
+            )
+        slots[vin] = vehicle
+    return slots
 
 
 def _decode(data: dict[str, Any]) -> State:
-    decoder = _Decoder()
-    slots: dict[str, dict[int, SlotRecord]] = {}
-    for vin, raw_slots in data.get("slots", {}).items():
-        vehicle = {}
-        for number, raw in raw_slots.items():
-            slot = int(number)
-            if not 1 <= slot <= 4:
-                raise ValueError(f"slot {number} of {vin}")
-            vehicle[slot] = decoder.slot(slot, raw)
-        slots[vin] = vehicle
+    slots = _decode_slots(data.get("slots", {}))
     serial = data["serial"]
     if not isinstance(serial, int) or serial < 0:
         raise ValueError(f"serial {serial!r}")
@@ -194,16 +193,5 @@ def _decode(data: dict[str, Any]) -> State:
             for name, raw in data.get("callbacks", {}).items()
         },
         slots=slots,
-        actions={
-            rid: ActionRecord(
-                vin=decoder.string(raw["vin"]),
-                callback=decoder.string(raw["callback"]),
-                posted_at=raw["posted_at"],
-                outcome=raw.get("outcome"),
-                status=raw.get("status"),
-                cause=raw.get("cause"),
-                updated_at=raw.get("updated_at"),
-            )
-            for rid, raw in data.get("actions", {}).items()
-        },
+        actions={rid: ActionRecord(*raw) for rid, raw in data.get("actions", {}).items()},
     )
