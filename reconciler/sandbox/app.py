@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import binascii
+import contextlib
 import hmac
 import json
 import math
