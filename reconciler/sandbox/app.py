@@ -493,7 +493,7 @@ async def post_remote(request: Request, sandbox: Sandbox) -> Response:
     kind = REMOTE_KEYS[str(remote_key(body))]
     if kind not in callback.subscribe.get("remoteTypes", []):
         raise ApiProblem(400, 8, f"The callback does not list {kind} in its remoteTypes")
-    remote = SimRemote(sandbox.world.next_id("remote"), vehicle, callback.id, kind, body)
+    remote = SimRemote(sandbox.world.next_id("remote"), vehicle, callback.id, kind, await request.body())
     sandbox.world.remotes[remote.id] = remote
     sandbox.engine.start_remote(remote)
     _maybe_drop(request, sandbox)
@@ -543,7 +543,7 @@ async def sandbox_deliveries(request: Request, sandbox: Sandbox) -> Response:
     return JSONResponse(
         {
             "deliveries": [d.to_dict() for d in sandbox.engine.deliveries],
-            "suppressed": sandbox.engine.suppressed,
+            "suppressed": list(sandbox.engine.suppressed),
         }
     )
 

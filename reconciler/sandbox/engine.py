@@ -28,6 +28,7 @@ CHECK_DELAY = 0.5
 VEHICLE_DELAY = 2.0
 AWAKE_FOR = 180.0
 DELIVERY_TIMEOUT = 5.0
+KEPT = 20_000
 # causes --failure-rate draws from: mostly transient, one permanent
 DRAWN_CAUSES = (
     "VehicleError",
@@ -83,8 +84,9 @@ class Engine:
         self.speed = speed
         self.failure_rate = failure_rate
         self.deliver_anywhere = deliver_anywhere
-        self.deliveries: list[Delivery] = []
-        self.suppressed: list[dict[str, Any]] = []
+        # what /_sandbox shows; bounded, so a long demo or benchmark does not grow without end
+        self.deliveries: deque[Delivery] = deque(maxlen=KEPT)
+        self.suppressed: deque[dict[str, Any]] = deque(maxlen=KEPT)
         self.outboxes: dict[str, Outbox] = {}
         self.client: httpx.AsyncClient | None = None
         self.tasks: set[asyncio.Task[Any]] = set()

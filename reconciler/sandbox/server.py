@@ -50,6 +50,7 @@ def serve(settings: SandboxSettings, host: str, port: int, out: TextIO) -> None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # connections queue from now on, before the address is printed
     bound = sock.getsockname()[1]
     out.write(
         f"Sandbox Fleet API: {base_url(host, bound)}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,12 +54,17 @@ class SimRemote:
     vehicle: SimVehicle
     callback_id: str
     type: str
-    remote: dict[str, Any]
+    raw: bytes  # the body as posted: a fraction of the memory of the parsed form, for the many kept remotes
     status: str = "Accepted"
     failure_cause: str | None = None
     done: bool = False
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
+
+    @property
+    def remote(self) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(self.raw)
+        return body
 
 
 @dataclass
