@@ -1,0 +1,63 @@
+"""`reconciler sandbox` as a user starts it: a real process that prints where it serves, and its config."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from reconciler.config import load_settings
+from tests.conftest import REPO
+from tests.test_cli import run
+
+
+def test_print_config_gives_a_usable_reconciler_yaml(tmp_path: Path) -> None:
+    result = run("sandbox", "--listen", "127.0.0.1:9090", "--fleet", "f-42", "--password", "pw", "--print-config")
+    assert result.returncode == 0
+    (tmp_path / "reconciler.yaml").write_text(result.stdout)
+    settings = load_settings(tmp_path / "reconciler.yaml", {})
+    assert settings.require(settings.fleet, "fleet") == "f-42"
+    assert settings.require(settings.api.url, "api.url") == "http://127.0.0.1:9090/connectedcar/v3"
+    assert settings.require(settings.api.password, "api.password") == "pw"
+    assert settings.require(settings.api.client_id, "api.client_id") == "sandbox-client"
+    assert settings.diagnostics == ()
+
+
+def test_sandbox_serves_until_terminated() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "reconciler",
+        "sandbox",
+        "--listen",
+        "127.0.0.1:0",
+        "--vehicles",
+        "5",
+        "--seed",
+        "3",
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO) as process:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("Sandbox Fleet API: http://127.0.0.1:")
+        api = first.split(": ", 1)[1].strip()
+        assert "5 vehicles (seed 3)" in process.stdout.readline()
+        assert "username sandbox, password sandbox-password, client_id sandbox-client" in process.stdout.readline()
+        vehicles = httpx.get(
+            f"{api}/fleets/0a123bc5d1e873066454b4d9/vehicles",
+            auth=("sandbox", "sandbox-password"),
+            params={"client_id": "sandbox-client"},
+        ).json()
+        assert vehicles["total"] == 5
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal so the exit status says why it stopped
+        assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+
+
+def test_bad_listen_address_is_a_usage_error() -> None:
+    result = run("sandbox", "--listen", "8080")
+    assert result.returncode == 64
+    assert "listen address must be HOST:PORT" in result.stderr
