@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,14 @@ from typing import Any
 import click
 
 from reconciler import __version__
+from reconciler.apply import summary_lines
 from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, StateError, exit_code_for
-from reconciler.project import open_project, plan_project, read_plan, write_plan
+from reconciler.plan import Plan
+from reconciler.project import apply_project, open_project, plan_project, read_plan, write_plan
 from reconciler.render.diagnostics import RENDERERS
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
+from reconciler.render.progress import StreamProgress
 from reconciler.render.state import render_state
 from reconciler.render.text import render_text
 from reconciler.sandbox.app import SandboxSettings
@@ -130,6 +134,7 @@ def sandbox(listen: str, print_config: bool, **options: Any) -> int:
 
 
 PLAN_FORMATS = ("text", "markdown", "json")
+GUARDS = ("max_deleted_slots", "max_changed_vehicles")
 
 
 def _colour(stream: Any) -> bool:
@@ -182,6 +187,106 @@ def plan(
     if out is not None:
         click.echo(f"Saved the plan to {out}; apply exactly this plan with: reconciler apply {out}", err=True)
     return int(code)
+
+
+@cli.command()
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Apply without asking (CI).")
+@click.option("--parallelism", type=click.IntRange(1, 256), help="Vehicles worked on at once (api.parallelism).")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.IntRange(min=0),
+    is_flag=False,
+    flag_value=600,
+    default=None,
+    metavar="[SECONDS]",
+    help="Wait for the outcome of every remote (600 s when no value is given).",
+)
+@click.option("--allow", multiple=True, type=click.Choice(GUARDS), help="Go on although this guard is exceeded.")
+@click.option(
+    "--target", multiple=True, metavar="SEL", help="Only changes matching vin:, group:, schedule:, callback:."
+)
+@click.option("--exclude", multiple=True, metavar="SEL", help="Leave out changes matching the selector.")
+@click.option("--retry-failed", is_flag=True, help="Also retry remotes that failed with a permanent cause.")
+@click.pass_obj
+def apply(
+    project: Project,
+    plan_file: Path | None,
+    auto_approve: bool,
+    parallelism: int | None,
+    wait_seconds: int | None,
+    allow: tuple[str, ...],
+    target: tuple[str, ...],
+    exclude: tuple[str, ...],
+    retry_failed: bool,
+) -> int:
+    """Make the API calls of a plan (made now, or saved with plan --out) and record every result."""
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if not auto_approve and not interactive:
+        raise click.UsageError("apply needs --auto-approve when it cannot ask (no terminal)")
+    opened = open_project(project.config, os.environ)
+    stop = threading.Event()
+
+    def show(plan: Plan) -> None:
+        _render_plan(plan.to_dict(), "text", ExitCode.OK)
+
+    def confirm(plan: Plan) -> bool:
+        if auto_approve:
+            return True
+        answer = click.prompt("Apply these changes? Only 'yes' applies them", default="", show_default=False)
+        return bool(answer.strip() == "yes")
+
+    progress = StreamProgress(sys.stderr, sys.stderr.isatty())
+    with stop_on_signals(stop):
+        run = apply_project(
+            opened,
+            os.environ,
+            plan_file=plan_file,
+            allow=allow,
+            targets=target,
+            excludes=exclude,
+            retry_failed=retry_failed,
+            parallelism=parallelism,
+            wait=wait_seconds,
+            show=show,
+            confirm=confirm,
+            progress=progress,
+            stop=stop,
+        )
+    if run.recovered:
+        click.echo(f"Folded {run.recovered} journal entries left by an earlier run into the state.", err=True)
+    if run.report is not None:
+        for line in summary_lines(run.report, run.waited):
+            click.echo(line)
+        if run.leftovers:
+            shown = ", ".join(run.leftovers[:10])
+            click.echo(
+                f"Convergence check: a new plan still changes {len(run.leftovers)} addresses no call failed for "
+                f"({shown}). This is a reconciler bug; please report it.",
+                err=True,
+            )
+        if run.report.failed or run.report.causes:
+            click.echo("Run plan or apply again: the next plan holds only what is left.")
+    return int(run.exit_code)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM: stop sending, finish the calls in flight, save. A second one aborts."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nStopping: finishing the calls in flight and saving the state (again to abort).", err=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @cli.command()

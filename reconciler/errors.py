@@ -9,6 +9,8 @@
     +-- StateError                  exit 1
     |   +-- LockedError             exit 5  (another writer holds the lock)
     +-- ApiError                    exit 1
+        +-- ApiRequestError         (no answer: connection, timeout; `sent` when the outcome is unknown)
+        +-- ApiStatusError          (an error answer: status, code, uuid, message)
 
 The CLI turns these into exit codes through `exit_code_for`, in one place.
 """
@@ -34,6 +36,7 @@ class ExitCode(IntEnum):
     LOCKED = 5
     INVALID = 7
     USAGE = 64
+    INTERRUPTED = 130
 
     @property
     def result(self) -> str:
@@ -50,6 +53,7 @@ _RESULTS = {
     ExitCode.LOCKED: "locked",
     ExitCode.INVALID: "invalid",
     ExitCode.USAGE: "usage",
+    ExitCode.INTERRUPTED: "interrupted",
 }
 
 
@@ -98,7 +102,39 @@ class LockedError(StateError):
 
 
 class ApiError(ReconcilerError):
-    pass
+    """The Fleet API could not be used for a call."""
+
+
+class ApiRequestError(ApiError):
+    """The request did not get an answer: connection refused or cut, timeout.
+
+    `sent` says whether the API may have received it (a write whose outcome is unknown).
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class ApiStatusError(ApiError):
+    """The API answered with an error status, and said why in its error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: int | None = None,
+        uuid: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        detail = f"HTTP {status}" + (f" (code {code})" if code else "") + f": {message}"
+        super().__init__(detail + (f" [uuid {uuid}]" if uuid else ""))
+        self.status, self.code, self.uuid, self.api_message, self.retry_after = status, code, uuid, message, retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 429 or self.status >= 500
 
 
 def exit_code_for(error: BaseException) -> ExitCode:

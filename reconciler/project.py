@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+import httpx
+
+from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
+from reconciler.apply import Applier, ApplyReport, Progress, changes_left, recover, stale_reason
 from reconciler.config import Settings, load_settings
 from reconciler.diagnostics import Diagnostic
-from reconciler.errors import PlanError, StateError
+from reconciler.errors import ExitCode, PlanError, ReconcilerError, StateError
 from reconciler.manifests import load_desired
 from reconciler.model import Desired
 from reconciler.plan import Plan, canonical_json
 from reconciler.planner import PlanOptions, Selector, make_plan
 from reconciler.state.backend import StateBackend, utcnow
+from reconciler.state.lock import Lease
 from reconciler.state.model import State
 from reconciler.state.open import open_backend
 
@@ -88,3 +94,119 @@ def read_plan(path: Path) -> Plan:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise PlanError(f"{path} is not a reconciler plan file ({error})") from error
     return Plan.from_dict(data, str(path))
+
+
+def api_config(project: Project, parallelism: int | None = None) -> ApiConfig:
+    """The API settings apply needs; ConfigError naming each missing one (and the variable it names)."""
+    settings = project.settings
+    api = settings.api
+    optional = {
+        name: settings.path(value, f"api.{name}").as_posix() if value is not None else None
+        for name, value in (
+            ("client_cert", api.client_cert),
+            ("client_key", api.client_key),
+            ("ca_bundle", api.ca_bundle),
+        )
+    }
+    return ApiConfig(
+        url=settings.require(api.url, "api.url"),
+        client_id=settings.require(api.client_id, "api.client_id"),
+        username=settings.require(api.username, "api.username"),
+        password=settings.require(api.password, "api.password"),
+        rate_limit=api.rate_limit,
+        parallelism=parallelism or api.parallelism,
+        timeout=api.timeout,
+        **optional,
+    )
+
+
+@dataclass
+class ApplyRun:
+    """What `apply` did, for the CLI to render."""
+
+    plan: Plan
+    report: ApplyReport | None = None
+    leftovers: list[str] = field(default_factory=list)
+    recovered: int = 0
+    waited: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode:
+        report = self.report
+        if report is None:
+            return ExitCode.OK
+        if report.interrupted:
+            return ExitCode.INTERRUPTED
+        if report.failed or report.causes:
+            return ExitCode.PARTIAL
+        if self.leftovers:
+            return ExitCode.ERROR
+        return ExitCode.OK
+
+
+def apply_project(
+    project: Project,
+    environ: Mapping[str, str],
+    *,
+    plan_file: Path | None = None,
+    allow: tuple[str, ...] = (),
+    targets: tuple[str, ...] = (),
+    excludes: tuple[str, ...] = (),
+    retry_failed: bool = False,
+    parallelism: int | None = None,
+    wait: float | None = None,
+    show: Callable[[Plan], None] = lambda plan: None,
+    confirm: Callable[[Plan], bool] = lambda plan: True,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    transport: httpx.BaseTransport | None = None,
+    retry: RetryPolicy | None = None,
+) -> ApplyRun:
+    """Plan (or load a saved plan), check guards, confirm, apply, wait for outcomes, and check convergence."""
+    config = api_config(project, parallelism)
+    desired, _ = load_desired(project.settings.manifests, environ, strict=True)
+    stop = stop or threading.Event()
+    with (
+        FleetClient(config, project.fleet, transport=transport, retry=retry or RetryPolicy()) as client,
+        Lease(project.backend, "apply"),
+    ):
+        state = project.load_state() or State.new(project.fleet)
+        recovered = recover(state, project.backend, client)
+        if recovered:
+            serial = project.backend.save(state, state.serial or None)
+            project.backend.clear_journal()
+            state.serial = serial
+        options = PlanOptions(
+            now=utcnow(),
+            pending_timeout=project.settings.pending_timeout,
+            retry_failed=retry_failed,
+            targets=tuple(Selector.parse(t) for t in targets),
+            excludes=tuple(Selector.parse(e) for e in excludes),
+            guards=project.settings.guards,
+        )
+        if plan_file is not None:
+            plan = read_plan(plan_file)
+            reason = stale_reason(plan, state, desired)
+            if reason:
+                raise StateError(f"the saved plan {plan_file} is stale: {reason}. Make a new plan; nothing was applied")
+        else:
+            plan = make_plan(desired, state if state.serial else None, project.fleet, options)
+        run = ApplyRun(plan, recovered=recovered)
+        show(plan)
+        if not plan.has_changes:
+            return run
+        plan.check_guards(allow)
+        if not confirm(plan):
+            raise ReconcilerError("apply cancelled; nothing was changed")
+        applier = Applier(
+            plan, desired, state, project.backend, client, parallelism=config.parallelism, progress=progress, stop=stop
+        )
+        run.report = applier.run()
+        if wait is not None and not stop.is_set():
+            applier.wait_for_outcomes(wait)
+            run.waited = True
+        run.report.interrupted = stop.is_set()
+        again = make_plan(desired, state, project.fleet, replace(options, targets=(), excludes=()))
+        if not options.targets and not options.excludes and plan_file is None:
+            run.leftovers = changes_left(again, run.report)
+        return run

@@ -74,3 +74,24 @@ def record_outcome(
         if not slots:
             state.slots.pop(action.vin, None)
     return True
+
+
+# RemoteAction.status values, flattened by the API: which are final, and the outcome they mean
+PENDING_STATUSES = frozenset(
+    {
+        "Accepted",
+        "WakingUpVehicle",
+        "CheckingVehicle",
+        "SentToVehicle",
+        "VehicleBatteryChargeTooLow",
+        "TooManyWakeUpsOverMonth",
+    }
+)
+
+
+def outcome_of(status: str) -> str:
+    """Pending, Success, AlreadyDone or Failed for a RemoteAction.status (the API flattens the Pending ones,
+    Accepted to SentToVehicle, into the same field) or an event's status."""
+    if status in DONE or status == "Failed":
+        return status
+    return "Pending"

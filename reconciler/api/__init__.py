@@ -1,0 +1,1 @@
+"""The Fleet API client: authentication, rate limit, retries, paging, errors."""
