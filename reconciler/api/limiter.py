@@ -31,7 +31,7 @@ class RateLimiter:
                 self.stamp = now
                 wait = max(self.paused_until - now, 0.0)
                 if not wait:
-                    if self.tokens >= 1:
+                    if self.tokens >= 1 - 1e-9:  # float error must not leave a caller waiting for nothing
                         self.tokens -= 1
                         return
                     wait = (1 - self.tokens) / self.rate

@@ -16,6 +16,7 @@ import json
 import math
 import random
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +129,7 @@ class Sandbox:
         expected = f"{settings.username}:{settings.password}".encode()
         self.authorization = "Basic " + base64.b64encode(expected).decode()
         self.counts = {"requests": 0, "rate_limited": 0, "errors_injected": 0, "dropped": 0}
+        self.calls: Counter[str] = Counter()  # routes reached (past auth, limits and injected errors)
 
 
 class Gate:
@@ -196,7 +198,10 @@ Handler = Callable[[Request, Sandbox], Awaitable[Response]]
 
 
 def route(path: str, handler: Handler, methods: list[str], sandbox: Sandbox) -> Route:
+    name = handler.__name__
+
     async def endpoint(request: Request) -> Response:
+        sandbox.calls[name] += 1
         try:
             if request.path_params.get("fid", sandbox.settings.fleet) != sandbox.settings.fleet:
                 raise ApiProblem(404, 1, f"Unknown fleet {request.path_params['fid']}")
@@ -606,6 +611,7 @@ async def sandbox_stats(request: Request, sandbox: Sandbox) -> Response:
             "remotes": len(world.remotes),
             "remotes_pending": sum(1 for r in world.remotes.values() if not r.done),
             "deliveries": len(sandbox.engine.deliveries),
+            "calls": dict(sandbox.calls),
         }
     )
 
