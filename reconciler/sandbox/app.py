@@ -594,6 +594,10 @@ async def sandbox_remotes(request: Request, sandbox: Sandbox) -> Response:
                     "status": r.status,
                     "failureCause": r.failure_cause,
                     "done": r.done,
+                    "programs": [
+                        {"actionsType": p.get("actionsType", "Set"), "slot": p.get("slot"), "start": p.get("start")}
+                        for p in r.remote.get("preconditioning", {}).get("airConditioning", {}).get("programs", [])
+                    ],
                 }
                 for r in sandbox.world.remotes.values()
             ]

@@ -1,0 +1,314 @@
+"""apply end to end: the CLI as a subprocess, against the sandbox over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.manifests import load_desired
+from reconciler.state.backend import LockInfo
+from reconciler.state.file import FileBackend
+from reconciler.vin import make_vin
+from tests.conftest import EXAMPLES
+from tests.servers import Sandbox, sandbox
+from tests.test_cli import SECRETS, run
+
+
+def environment(box: Sandbox) -> dict[str, str]:
+    return {
+        **SECRETS,
+        "FLEET_API_CLIENT_ID": box.settings.client_id,
+        "FLEET_API_USERNAME": box.settings.username,
+        "FLEET_API_PASSWORD": box.settings.password,
+        "RECONCILER_API_URL": box.api,
+        "RECONCILER_API_RATE_LIMIT": "500",
+    }
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler"))
+    return tmp_path / "repo"
+
+
+@pytest.fixture
+def box() -> Iterator[Sandbox]:
+    with sandbox(vehicles=40) as running:
+        yield running
+
+
+def apply(repo: Path, box: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    return run("apply", "--auto-approve", *args, cwd=repo, env=environment(box))
+
+
+def desired_programs(repo: Path) -> dict[str, dict[int, tuple[str, tuple[str, ...]]]]:
+    desired, _ = load_desired([repo / "manifests"], SECRETS)
+    return {
+        vin: {a.program.slot: (a.program.start, a.program.days) for a in slots}
+        for vin, slots in desired.vehicles.items()
+        if slots
+    }
+
+
+def held_programs(box: Sandbox) -> dict[str, dict[int, tuple[str, tuple[str, ...]]]]:
+    return {
+        v["vin"]: {p["slot"]: (p["start"], tuple(p["occurence"]["day"])) for p in v["programs"]}
+        for v in box.inspect("vehicles")["vehicles"]
+        if v["programs"]
+    }
+
+
+def calls(box: Sandbox) -> Counter[str]:
+    return Counter(box.inspect("stats")["calls"])
+
+
+def labels(box: Sandbox) -> list[str]:
+    """Labels of the fleet's callbacks (asked again while a fault knob answers 500 or 429)."""
+    with box.client() as client:
+        listed = box.wait(
+            lambda: (r := client.get(f"{box.fleet_url}/remote/callbacks")).status_code == 200 and r.json()
+        )
+    return [c["subscribe"]["label"] for c in listed["_embedded"]["callbacks"]]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_apply_examples_converges_and_a_second_apply_writes_nothing(repo: Path, box: Sandbox) -> None:
+    first = apply(repo, box, "--wait=30")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Apply: 31 calls done, 0 failed, 0 skipped" in first.stdout
+    assert "Outcomes: 30 Success." in first.stdout
+    assert held_programs(box) == desired_programs(repo)
+    assert labels(box) == ["fleet-ops"]
+    before = calls(box)
+    second = apply(repo, box)
+    assert second.returncode == 0
+    assert second.stdout == "No changes. The fleet matches the manifests.\n"
+    after = calls(box)
+    for write in ("create_callback", "update_callback", "set_callback_status", "post_remote", "delete_callback"):
+        assert after[write] == before[write], write
+    state = FileBackend(repo / ".reconciler" / "state.json").load()
+    assert state is not None and state.slot_count == 84
+    assert not (repo / ".reconciler" / "state.json.journal").exists()
+    assert not (repo / ".reconciler" / "state.json.lock").exists()
+
+
+def test_one_edited_slot_is_one_post_carrying_only_that_slot(repo: Path, box: Sandbox) -> None:
+    assert apply(repo, box, "--wait=30").returncode == 0
+    known = {r["remoteActionId"] for r in box.inspect("remotes")["remotes"]}
+    edit(repo / "manifests" / "schedules.yaml", "start: PT8H30M", 'start: "08:10"')
+    vin = make_vin(5)
+    result = apply(repo, box, "--wait=30", "--target", f"vin:{vin}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    new = [r for r in box.inspect("remotes")["remotes"] if r["remoteActionId"] not in known]
+    assert [(r["vin"], r["programs"]) for r in new] == [(vin, [{"actionsType": "Set", "slot": 3, "start": "PT8H10M"}])]
+    everyone = apply(repo, box, "--wait=30", "--allow", "max_changed_vehicles")  # 23 of 30 vehicles change
+    assert everyone.returncode == 0, everyone.stderr
+    rest = [r for r in box.inspect("remotes")["remotes"] if r["remoteActionId"] not in known]
+    assert len(rest) == 24  # one per vehicle of depot-north, each with slot 3 only
+    assert {json.dumps(r["programs"]) for r in rest} == {
+        json.dumps([{"actionsType": "Set", "slot": 3, "start": "PT8H10M"}])
+    }
+    assert held_programs(box) == desired_programs(repo)
+
+
+def test_a_removed_slot_is_a_delete(repo: Path, box: Sandbox) -> None:
+    assert apply(repo, box, "--wait=30").returncode == 0
+    known = {r["remoteActionId"] for r in box.inspect("remotes")["remotes"]}
+    edit(
+        repo / "manifests" / "schedules.yaml",
+        '  - slot: 2\n    start: "13:30"\n    days: [Mon, Tue, Wed, Thu, Fri]\n',
+        "",
+    )
+    result = apply(repo, box, "--wait=30", "--allow", "max_changed_vehicles", "--allow", "max_deleted_slots")
+    assert result.returncode == 0, result.stdout + result.stderr
+    new = [r for r in box.inspect("remotes")["remotes"] if r["remoteActionId"] not in known]
+    assert len(new) == 30
+    assert {json.dumps(r["programs"]) for r in new} == {
+        json.dumps([{"actionsType": "Delete", "slot": 2, "start": "PT13H30M"}])  # Delete carries the recorded program
+    }
+    assert held_programs(box) == desired_programs(repo)
+    assert all(2 not in slots for slots in held_programs(box).values())
+
+
+def test_a_changed_callback_setting_is_one_put(repo: Path, box: Sandbox) -> None:
+    assert apply(repo, box).returncode == 0
+    before = calls(box)
+    edit(repo / "manifests" / "callbacks.yaml", "retryDelay: 120", "retryDelay: 60")
+    result = apply(repo, box)
+    assert result.returncode == 0, result.stdout + result.stderr
+    delta = calls(box) - before
+    assert delta["update_callback"] == 1
+    assert delta["create_callback"] == delta["post_remote"] == 0
+    with box.client() as client:
+        listed = client.get(f"{box.fleet_url}/remote/callbacks").json()["_embedded"]["callbacks"]
+    assert listed[0]["subscribe"]["retryPolicy"]["retryDelay"] == 60
+    assert listed[0]["subscribe"]["callback"]["webhook"]["attributes"][0]["value"] == SECRETS["WEBHOOK_AUTH"]
+
+
+def test_a_stale_saved_plan_is_refused_with_no_writes(repo: Path, box: Sandbox) -> None:
+    env = environment(box)
+    assert run("plan", "--out", "plan.json", cwd=repo, env=env).returncode == 0
+    fresh = run("apply", "--auto-approve", "plan.json", cwd=repo, env=env)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    edit(repo / "manifests" / "callbacks.yaml", "retryDelay: 120", "retryDelay: 90")
+    assert run("plan", "--out", "second.json", cwd=repo, env=env).returncode == 0
+    assert run("state", "rm", f"vehicle.{make_vin(1)}.slot.1", cwd=repo, env=env).returncode == 0
+    before = calls(box)
+    stale = run("apply", "--auto-approve", "second.json", cwd=repo, env=env)
+    assert stale.returncode == 1
+    assert "the saved plan second.json is stale: the state moved from serial" in stale.stderr
+    assert "nothing was applied" in stale.stderr
+    delta = calls(box) - before
+    assert sum(delta[k] for k in ("create_callback", "update_callback", "post_remote", "delete_callback")) == 0
+
+
+def test_a_vin_not_in_the_fleet_fails_alone(repo: Path, box: Sandbox) -> None:
+    stranger = make_vin(900)
+    edit(repo / "manifests" / "groups.yaml", f"  - {make_vin(30)}\n", f"  - {make_vin(30)}\n  - {stranger}\n")
+    result = apply(repo, box, "--wait=30")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Apply: 31 calls done, 1 failed" in result.stdout
+    assert (
+        f"failed (VIN not in fleet): 1, e.g. vehicle.{stranger}.fleet-ops: {stranger} is not a vehicle of fleet"
+        in result.stdout
+    )
+    assert "the next plan holds only what is left" in result.stdout
+    left = json.loads(run("plan", "--format", "json", cwd=repo, env=environment(box)).stdout)
+    assert {c["address"].split(".")[1] for c in left["changes"]} == {stranger}
+
+
+def test_guards_block_apply_unless_allowed(repo: Path, box: Sandbox) -> None:
+    assert apply(repo, box, "--wait=30").returncode == 0
+    edit(repo / "reconciler.yaml", "max_deleted_slots: 25%", "max_deleted_slots: 10%")
+    edit(
+        repo / "manifests" / "schedules.yaml",
+        '  - slot: 2\n    start: "13:30"\n    days: [Mon, Tue, Wed, Thu, Fri]\n',
+        "",
+    )
+    before = calls(box)
+    blocked = apply(repo, box)
+    assert blocked.returncode == 4
+    assert "max_deleted_slots: 30 slots to delete > 10% (at most 8 of 84)" in blocked.stderr
+    assert blocked.stderr.startswith("Error: blocked by guard: ")
+    assert (calls(box) - before)["post_remote"] == 0
+    allowed = apply(repo, box, "--allow", "max_deleted_slots", "--allow", "max_changed_vehicles")
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_a_second_writer_exits_5(repo: Path, box: Sandbox) -> None:
+    backend = FileBackend(repo / ".reconciler" / "state.json")
+    holder = LockInfo.for_this_process("refresh")
+    backend.acquire_lock(LockInfo(holder.id, "ops", "other-host", 1, "refresh", holder.started, holder.expires))
+    result = apply(repo, box)
+    assert result.returncode == 5
+    assert "running 'refresh'" in result.stderr
+
+
+def test_apply_without_a_terminal_needs_auto_approve(repo: Path, box: Sandbox) -> None:
+    result = run("apply", cwd=repo, env=environment(box))
+    assert result.returncode == 64
+    assert "apply needs --auto-approve when it cannot ask" in result.stderr
+
+
+def test_missing_api_credentials_are_named(repo: Path, box: Sandbox) -> None:
+    env = environment(box)
+    del env["FLEET_API_PASSWORD"]
+    result = run("apply", "--auto-approve", cwd=repo, env=env)
+    assert result.returncode == 7
+    assert result.stderr.strip().endswith(
+        "reconciler.yaml:9:13: api.password: environment variable FLEET_API_PASSWORD not set"
+    )
+
+
+ALLOW = ("--allow", "max_changed_vehicles", "--allow", "max_deleted_slots")
+
+
+def converge(repo: Path, box: Sandbox, attempts: int = 8, *args: str) -> list[subprocess.CompletedProcess[str]]:
+    runs = []
+    for _ in range(attempts):
+        result = apply(repo, box, "--wait=30", *args)
+        runs.append(result)
+        if result.returncode == 0 and held_programs(box) == desired_programs(repo):
+            return runs
+    raise AssertionError("no convergence: " + "\n".join(r.stdout[-400:] + r.stderr[-400:] for r in runs))
+
+
+def test_converges_through_errors_rate_limits_and_dropped_connections(repo: Path) -> None:
+    with sandbox(vehicles=40, error_rate=0.2, drop_rate=0.05, rate_limit=40.0) as box:
+        env_rate = {"RECONCILER_API_RATE_LIMIT": "60"}  # faster than the sandbox allows: 429s happen
+        os.environ.update(env_rate)
+        try:
+            runs = converge(repo, box)
+        finally:
+            for key in env_rate:
+                os.environ.pop(key, None)
+        stats = box.inspect("stats")
+        assert stats["errors_injected"] > 0 and stats["dropped"] >= 0
+        assert labels(box) == ["fleet-ops"]  # never two callbacks with one label
+        assert held_programs(box) == desired_programs(repo)
+        assert runs[-1].returncode == 0
+
+
+def test_sigterm_stops_cleanly_and_the_next_run_finishes(repo: Path) -> None:
+    with sandbox(vehicles=40, latency_ms=150) as box:
+        env = {**os.environ, **environment(box)}
+        command = [sys.executable, "-m", "reconciler", "apply", "--auto-approve", "--parallelism", "2"]
+        with subprocess.Popen(
+            command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as process:
+            box.wait(lambda: calls(box)["post_remote"] >= 4, timeout=30)
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=60)
+        assert process.returncode == 130, out + err
+        assert "Stopping: finishing the calls in flight" in err
+        assert "skipped" in out
+        backend = FileBackend(repo / ".reconciler" / "state.json")
+        state = backend.load()
+        assert state is not None and 0 < len(state.slots) < 30
+        assert backend.current_lock() is None
+        assert not backend.journal_path.exists()
+        converge(repo, box)
+        assert labels(box) == ["fleet-ops"]
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_then_rerun_converges(repo: Path) -> None:
+    rng = random.Random(20261125)
+    with sandbox(vehicles=40, latency_ms=15) as box:
+        env = {**os.environ, **environment(box), "RECONCILER_API_PARALLELISM": "3"}
+        command = [sys.executable, "-m", "reconciler", "apply", "--auto-approve", *ALLOW]
+        backend = FileBackend(repo / ".reconciler" / "state.json")
+        for round_ in range(12):
+            if round_ % 4 == 3:  # now and then a change, so later runs have work to interrupt
+                edit(
+                    repo / "manifests" / "schedules.yaml",
+                    *(("06:45", "06:50") if round_ % 8 == 3 else ("06:50", "06:45")),
+                )
+            with subprocess.Popen(
+                command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ) as process:
+                time.sleep(rng.uniform(0.3, 2.0))
+                process.kill()
+                process.wait(timeout=30)
+            backend.load()  # valid (or absent) whatever the moment of the kill
+        converge(repo, box, 8, *ALLOW)
+        assert labels(box) == ["fleet-ops"]
+        state = backend.load()
+        assert state is not None and state.slot_count == 84
+        assert held_programs(box) == desired_programs(repo)
