@@ -61,3 +61,34 @@ def test_bad_listen_address_is_a_usage_error() -> None:
     result = run("sandbox", "--listen", "8080")
     assert result.returncode == 64
     assert "listen address must be HOST:PORT" in result.stderr
+
+
+def test_the_readme_demo_runs_end_to_end(tmp_path: Path) -> None:
+    import shutil
+    import socket
+
+    shutil.copytree(
+        REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log")
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RECONCILER": f"{sys.executable} -m reconciler",
+        "SANDBOX_PORT": str(port),
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        ["bash", str(tmp_path / "examples" / "demo.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Valid: 3 files, 1 callback, 2 vehicle groups, 2 schedules; 30 vehicles, 84 slots" in done.stdout
+    assert "Apply: 31 calls done, 0 failed, 0 skipped" in done.stdout
+    assert "Outcomes: 30 Success." in done.stdout
+    assert done.stdout.rstrip().endswith("No changes. The fleet matches the manifests.")
