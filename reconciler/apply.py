@@ -8,11 +8,11 @@ complete, so a run killed at any moment loses nothing the API accepted. A failed
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +20,11 @@ from reconciler.api.client import FleetClient
 from reconciler.callbacks import api_body, callback_spec, fingerprints
 from reconciler.errors import ApiError, ApiRequestError, ApiStatusError
 from reconciler.model import Desired
-from reconciler.plan import Call, CallKind, Plan
+from reconciler.plan import Call, CallKind, Change, Plan
 from reconciler.state.backend import StateBackend, isotime, utcnow
 from reconciler.state.journal import apply_result, fold, intent, result
 from reconciler.state.model import State
-from reconciler.state.record import outcome_of, record_outcome
+from reconciler.state.record import outcome_of, record_outcome, record_remote
 
 SAVE_EVERY = 5.0  # seconds between state saves while vehicles are being worked on
 REMOTE_LABEL = "reconciler"
@@ -88,6 +88,8 @@ class Applier:
         self.loaded_serial: int | None = state.serial if state.serial else None
         self.last_save = clock()
         self.existing_callbacks: list[dict[str, Any]] | None = None
+        self.by_address = {change.address: change for change in plan.changes}
+        self.failures = 0
 
     # ---- the run ----------------------------------------------------------------------------------------
 
@@ -130,7 +132,8 @@ class Applier:
             outcome = CallResult(call, False, "API error", str(error))
         with self.lock:
             self.report.results.append(outcome)
-            self.progress.advance(len(self.report.results), len(self.report.failed))
+            self.failures += not outcome.ok
+            self.progress.advance(len(self.report.results), self.failures)
         return outcome
 
     def _vehicles(self, calls: list[Call], failed_callbacks: set[str]) -> None:
@@ -149,14 +152,36 @@ class Applier:
                     continue
                 self._guarded(call)
 
-        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="reconciler-apply") as pool:
-            pending: set[Future[None]] = {pool.submit(work, vin_calls) for vin_calls in by_vin.values()}
-            while pending:
-                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()
+        # a fixed set of workers takes vehicles from one queue; the main thread only saves now and then
+        todo: queue.SimpleQueue[list[Call]] = queue.SimpleQueue()
+        for vin_calls in by_vin.values():
+            todo.put(vin_calls)
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                while True:
+                    try:
+                        vin_calls = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    work(vin_calls)
+            except BaseException as error:  # handed to the main thread, which re-raises it
+                errors.append(error)
+
+        threads = [
+            threading.Thread(target=worker, name=f"reconciler-apply-{n}", daemon=True)
+            for n in range(min(self.parallelism, len(by_vin)))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)
                 if self.clock() - self.last_save >= SAVE_EVERY:
                     self.save()
+        if errors:
+            raise errors[0]
 
     # ---- one call -----------------------------------------------------------------------------------------
 
@@ -230,16 +255,19 @@ class Applier:
         record = self.state.callbacks.get(call.callback)
         if record is None:
             return CallResult(call, False, "callback missing", f"callback.{call.callback} has no id in the state")
-        body = {"label": REMOTE_LABEL, "preconditioning": {"airConditioning": {"programs": call.to_dict()["programs"]}}}
+        described = call.to_dict()
+        body = {"label": REMOTE_LABEL, "preconditioning": {"airConditioning": {"programs": described["programs"]}}}
         views = {c.address: {"schedule": (c.after or c.before or {}).get("schedule", "")} for c in self._changes(call)}
-        entry = self._journal_intent(intent("remote", call=call.to_dict(), views=views))
+        entry = self._journal_intent(intent("remote", call=described, views=views))
         action_id, _ = self.client.post_remote(vehicle, record.id, body)
-        self._journal_result(entry, {"action_id": action_id, "posted_at": isotime(utcnow())})
+        posted = {"action_id": action_id, "posted_at": isotime(utcnow())}
+        self.backend.append_journal([result(entry, True, **posted)])
+        with self.lock:  # the call object itself, not its journalled form: same record, less work
+            record_remote(self.state, call, views, action_id, posted["posted_at"])
         return CallResult(call, True, action_id=action_id)
 
-    def _changes(self, call: Call) -> list[Any]:
-        wanted = set(call.changes)
-        return [change for change in self.plan.changes if change.address in wanted]
+    def _changes(self, call: Call) -> list[Change]:
+        return [self.by_address[address] for address in call.changes]
 
     def vehicle_id(self, vin: str) -> str | None:
         with self.lock:

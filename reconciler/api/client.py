@@ -102,6 +102,10 @@ class FleetClient:
             raise ApiRequestError(f"{method} {path}: {type(error).__name__}: {error}", sent=True) from error
         if response.status_code >= 400:
             raise _status_error(response)
+        if response.headers.get("X-RateLimit-Remaining-2") == "0":
+            # the API's one-second window is used up: let it refill a little before anyone sends again
+            limit = response.headers.get("X-RateLimit-Limit-2", "")
+            self.limiter.pause(1.0 / float(limit) if limit.isdigit() and int(limit) else 1.0)
         return response
 
     def _call(

@@ -8,14 +8,15 @@ from collections.abc import Callable
 
 
 class RateLimiter:
-    """A token bucket (`rate` requests per second, bursts up to one second's worth) with a pause that a 429's
-    Retry-After imposes on every thread at once."""
+    """A token bucket (`rate` requests per second, bursts of a tenth of a second's worth) with a pause that a
+    429's Retry-After imposes on every thread at once."""
 
     def __init__(
         self, rate: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
     ) -> None:
         self.rate = rate
-        self.capacity = max(1.0, rate)
+        # a small burst: evenly spaced requests leave the server's own one-second bucket room for jitter
+        self.capacity = max(1.0, rate / 10)
         self.tokens = self.capacity
         self.clock, self.sleep = clock, sleep
         self.stamp = clock()

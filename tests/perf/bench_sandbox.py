@@ -43,30 +43,11 @@ BODY = {
 }
 
 
-def start_sandbox(vehicles: int) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--vehicles",
-            str(vehicles),
-            "--speed",
-            "50",
-            "--rate-limit",
-            "1000000",
-            "--daily-limit",
-            "100000000",
-            "--offline-rate",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+def start_sandbox(vehicles: int, extra: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    limits = extra if extra is not None else ["--rate-limit", "1000000", "--daily-limit", "100000000"]
+    command = [sys.executable, "-m", "reconciler", "sandbox", "--listen", "127.0.0.1:0", "--vehicles", str(vehicles)]
+    command += ["--speed", "50", "--offline-rate", "0", *limits]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert process.stdout is not None
     line = process.stdout.readline()
     return process, line.split(": ", 1)[1].strip()

@@ -15,11 +15,18 @@ remoteTypes: [ThermalPreconditioning]
 """
 
 
-def write_fleet(root: Path, vehicles: int, group_size: int = 1000, groups_per_schedule: int = 10) -> Path:
-    """A repo with `vehicles` VINs in groups, every vehicle holding 4 slots from one schedule."""
+def write_fleet(
+    root: Path,
+    vehicles: int,
+    group_size: int = 1000,
+    groups_per_schedule: int = 10,
+    first: int = 0,
+    fleet: str = "bench-fleet",
+) -> Path:
+    """A repo with `vehicles` VINs (make_vin(first) on) in groups, every vehicle holding 4 slots from one schedule."""
     manifests = root / "manifests"
     manifests.mkdir(parents=True, exist_ok=True)
-    (root / "reconciler.yaml").write_text("fleet: bench-fleet\nmanifests: [manifests]\n")
+    (root / "reconciler.yaml").write_text(f"fleet: {fleet}\nmanifests: [manifests]\n")
     (manifests / "callbacks.yaml").write_text(CALLBACK)
     groups = []
     with open(manifests / "groups.yaml", "w") as out:
@@ -27,7 +34,7 @@ def write_fleet(root: Path, vehicles: int, group_size: int = 1000, groups_per_sc
             name = f"depot-{start // group_size:04d}"
             groups.append(name)
             out.write(f"---\nkind: VehicleGroup\nname: {name}\nvins:\n")
-            out.writelines(f"  - {make_vin(i)}\n" for i in range(start, min(start + group_size, vehicles)))
+            out.writelines(f"  - {make_vin(first + i)}\n" for i in range(start, min(start + group_size, vehicles)))
     with open(manifests / "schedules.yaml", "w") as out:
         for index in range(0, len(groups), groups_per_schedule):
             chosen = ", ".join(groups[index : index + groups_per_schedule])

@@ -1,0 +1,144 @@
+"""Benchmark: apply against the sandbox.
+
+1. 10,000 vehicles x 4 slots, a first apply (10,000 remote POSTs) against a sandbox with no added latency;
+   the baseline in the same run is the sandbox's own POST rate with a minimal client (bench_sandbox's).
+2. The sandbox limited to R requests/s and `api.rate_limit` R: the rate apply achieves, and how many 429s.
+
+Each apply is a fresh `reconciler apply --auto-approve` process; figures are medians of N runs, each on a fresh
+sandbox and state.
+
+    python tests/perf/bench_apply.py [--vehicles 10000] [--rate 200] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.perf.bench_sandbox import load, start_sandbox
+from tests.perf.fleetgen import write_fleet
+
+FLEET = "0a123bc5d1e873066454b4d9"
+
+
+def apply_once(vehicles: int, sandbox_args: list[str], rate: float, parallelism: int) -> dict[str, float]:
+    process, api = start_sandbox(vehicles, extra=sandbox_args)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            root = write_fleet(Path(folder), vehicles, first=1, fleet=FLEET)
+            env = {
+                **os.environ,
+                "WEBHOOK_AUTH": "Basic bench",
+                "RECONCILER_API_URL": api,
+                "RECONCILER_API_CLIENT_ID": "sandbox-client",
+                "RECONCILER_API_USERNAME": "sandbox",
+                "RECONCILER_API_PASSWORD": "sandbox-password",
+                "RECONCILER_API_RATE_LIMIT": str(rate),
+                "RECONCILER_API_PARALLELISM": str(parallelism),
+            }
+            start = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "reconciler", "apply", "--auto-approve"],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            wall = time.perf_counter() - start
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+            elapsed = float(re.search(r"in ([0-9.]+) s\.", done.stdout).group(1))  # type: ignore[union-attr]
+        stats = httpx.get(api.split("/connectedcar")[0] + "/_sandbox/stats").json()
+        posts = stats["calls"]["post_remote"]
+        requests = stats["requests"]
+        return {
+            "posts": posts,
+            "post_rate": posts / elapsed,
+            "request_rate": requests / wall,
+            "wall": wall,
+            "limited": stats["rate_limited"],
+            "elapsed": elapsed,
+        }
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def baseline_rate(vehicles: int) -> float:
+    process, api = start_sandbox(vehicles)
+    try:
+        fleet = f"{api}/fleets/{FLEET}"
+        auth = {"auth": ("sandbox", "sandbox-password"), "params": {"client_id": "sandbox-client"}}
+        callback = httpx.post(
+            f"{fleet}/remote/callbacks",
+            json={
+                "label": "bench",
+                "callback": {"webhook": {"target": "https://hooks.example.com/x", "name": "b"}},
+                "remoteTypes": ["ThermalPreconditioning"],
+            },
+            **auth,
+        ).json()["callbackId"]  # type: ignore[arg-type]
+        vids = list(
+            httpx.get(f"{fleet}/vehicles?pageSize=60&client_id=sandbox-client", auth=auth["auth"]).json()["_embedded"][
+                "vehicles"
+            ]
+        )  # type: ignore[arg-type]
+        urls = [f"{fleet}/vehicles/{v['id']}/callbacks/{callback}/remotes?client_id=sandbox-client" for v in vids]
+        count, _, _ = asyncio.run(load(urls, 32, 4.0, True))
+        return count / 4.0
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vehicles", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    base = baseline_rate(args.vehicles)
+    fast = [
+        apply_once(
+            args.vehicles, ["--rate-limit", "1000000", "--daily-limit", "100000000"], 1_000_000, args.parallelism
+        )
+        for _ in range(args.runs)
+    ]
+    rate = statistics.median(r["post_rate"] for r in fast)
+    print(
+        f"{args.vehicles:,} vehicles x 4 slots, first apply, parallelism {args.parallelism}, median of {args.runs} runs"
+    )
+    print(f"  baseline: the sandbox's remote POST rate with a minimal client: {base:,.0f}/s")
+    print(
+        f"  apply:    {statistics.median(r['posts'] for r in fast):,.0f} POSTs at {rate:,.0f}/s "
+        f"({rate / base:.2f} x baseline), whole command {statistics.median(r['wall'] for r in fast):.1f} s"
+    )
+    limited = [
+        apply_once(
+            args.vehicles, ["--rate-limit", str(args.rate), "--daily-limit", "100000000"], args.rate, args.parallelism
+        )
+        for _ in range(args.runs)
+    ]
+    achieved = statistics.median(r["request_rate"] for r in limited)
+    print(
+        f"  sandbox and api.rate_limit at {args.rate:g}/s: {achieved:,.1f} requests/s achieved "
+        f"({achieved / args.rate:.2f} x R), 429s: {sum(int(r['limited']) for r in limited)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
