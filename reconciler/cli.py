@@ -12,10 +12,10 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -133,6 +133,22 @@ def sandbox(listen: str, print_config: bool, **options: Any) -> int:
     return 0
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def selection_options(command: F) -> F:
+    """--target, --exclude and --retry-failed: what plan and apply share about choosing changes."""
+    command = click.option(
+        "--retry-failed", is_flag=True, help="Also retry remotes that failed with a permanent cause."
+    )(command)
+    command = click.option("--exclude", multiple=True, metavar="SEL", help="Leave out changes matching the selector.")(
+        command
+    )
+    return click.option(
+        "--target", multiple=True, metavar="SEL", help="Only changes matching vin:, group:, schedule:, callback:."
+    )(command)
+
+
 PLAN_FORMATS = ("text", "markdown", "json")
 GUARDS = ("max_deleted_slots", "max_changed_vehicles")
 
@@ -159,11 +175,7 @@ def _warn(diagnostics: Any) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for `apply PLAN`.")
 @click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when there are none.")
-@click.option(
-    "--target", multiple=True, metavar="SEL", help="Only changes matching vin:, group:, schedule:, callback:."
-)
-@click.option("--exclude", multiple=True, metavar="SEL", help="Leave out changes matching the selector.")
-@click.option("--retry-failed", is_flag=True, help="Also retry remotes that failed with a permanent cause.")
+@selection_options
 @click.pass_obj
 def plan(
     project: Project,
@@ -204,11 +216,7 @@ def plan(
     help="Wait for the outcome of every remote (600 s when no value is given).",
 )
 @click.option("--allow", multiple=True, type=click.Choice(GUARDS), help="Go on although this guard is exceeded.")
-@click.option(
-    "--target", multiple=True, metavar="SEL", help="Only changes matching vin:, group:, schedule:, callback:."
-)
-@click.option("--exclude", multiple=True, metavar="SEL", help="Leave out changes matching the selector.")
-@click.option("--retry-failed", is_flag=True, help="Also retry remotes that failed with a permanent cause.")
+@selection_options
 @click.pass_obj
 def apply(
     project: Project,

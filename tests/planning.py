@@ -10,10 +10,11 @@ from reconciler.callbacks import callback_spec, fingerprints
 from reconciler.diagnostics import Source
 from reconciler.envsubst import EnvValue
 from reconciler.model import DAYS, Attribute, Callback, Desired, Program, Schedule, SlotAssignment
-from reconciler.plan import Plan
+from reconciler.plan import CallKind, Plan
 from reconciler.planner import PlanOptions, make_plan
 from reconciler.state.backend import isotime
 from reconciler.state.model import ActionRecord, CallbackRecord, SlotRecord, State
+from reconciler.state.record import record_callback, record_outcome, record_remote
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 VIN_A, VIN_B, VIN_C = "VF3UHNKF5RL000005", "VF7SHMZH8RP000001", "VR1JCHNS0RM000002"
@@ -89,3 +90,19 @@ def action(
 
 def plan(want: Desired, have: State | None, **options: Any) -> Plan:
     return make_plan(want, have, "fleet-1", PlanOptions(now=NOW, **options))
+
+
+def record_success(result: Plan, recorded: State, want: Desired) -> State:
+    """What a fully successful apply of `result` records: callbacks created, every remote accepted, then Success."""
+    views = {c.address: c.after or c.before for c in result.changes}
+    stamp = isotime(NOW)
+    for index, call in enumerate(result.calls):
+        if call.kind is CallKind.CREATE_CALLBACK:
+            wanted = want.callbacks[call.callback]
+            spec, secrets = callback_spec(wanted), fingerprints(wanted, recorded.salt)
+            record_callback(recorded, call.callback, f"id-{index}", spec, secrets, wanted.status)
+        elif call.kind is CallKind.REMOTE:
+            action_id = f"r{recorded.serial}-{index}"
+            record_remote(recorded, call, views, action_id, stamp)  # type: ignore[arg-type]
+            assert record_outcome(recorded, action_id, "Success", status="Success", at=stamp)
+    return recorded

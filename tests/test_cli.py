@@ -64,7 +64,7 @@ def test_examples_without_secrets_warn_and_strict_fails() -> None:
 
 
 def test_invalid_manifest_exits_7_with_location_and_no_traceback(tmp_path: Path) -> None:
-    shutil.copytree(EXAMPLES, tmp_path / "repo")
+    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
     shutil.copy(FIXTURES / "bad" / "slot-five.yaml", tmp_path / "repo" / "manifests" / "five.yaml")
     result = run("validate", cwd=tmp_path / "repo")
     assert result.returncode == 7
@@ -73,7 +73,7 @@ def test_invalid_manifest_exits_7_with_location_and_no_traceback(tmp_path: Path)
 
 
 def test_json_format_lists_diagnostics_with_result(tmp_path: Path) -> None:
-    shutil.copytree(EXAMPLES, tmp_path / "repo")
+    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
     shutil.copy(FIXTURES / "bad" / "start-24-00.yaml", tmp_path / "repo" / "manifests" / "late.yaml")
     result = run("validate", "--format", "json", cwd=tmp_path / "repo", env=SECRETS)
     assert result.returncode == 7
@@ -97,7 +97,7 @@ def test_json_format_lists_diagnostics_with_result(tmp_path: Path) -> None:
 
 
 def test_github_format_annotates_files(tmp_path: Path) -> None:
-    shutil.copytree(EXAMPLES, tmp_path / "repo")
+    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
     shutil.copy(FIXTURES / "bad" / "misspelt-day.yaml", tmp_path / "repo" / "manifests" / "days.yaml")
     result = run("validate", "--format", "github", cwd=tmp_path / "repo", env=SECRETS)
     assert result.returncode == 7

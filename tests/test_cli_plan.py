@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.callbacks import callback_spec, fingerprints
 from reconciler.manifests import load_desired
-from reconciler.plan import CallKind
 from reconciler.planner import PlanOptions, make_plan
-from reconciler.state.backend import LockInfo, isotime
+from reconciler.state.backend import LockInfo
 from reconciler.state.file import FileBackend
 from reconciler.state.model import State
-from reconciler.state.record import record_callback, record_outcome, record_remote
 from tests.conftest import EXAMPLES
+from tests.planning import record_success
 from tests.test_cli import SECRETS, run
 
 FLEET = "0a123bc5d1e873066454b4d9"
@@ -25,7 +23,7 @@ FLEET = "0a123bc5d1e873066454b4d9"
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    shutil.copytree(EXAMPLES, tmp_path / "repo")
+    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
     return tmp_path / "repo"
 
 
@@ -33,17 +31,7 @@ def converge(repo: Path) -> FileBackend:
     """Record the examples as applied and successful, the way apply will."""
     desired, _ = load_desired([repo / "manifests"], SECRETS)
     state = State.new(FLEET)
-    plan = make_plan(desired, None, FLEET, PlanOptions(now=datetime.now(UTC)))
-    views = {c.address: c.after or c.before for c in plan.changes}
-    for index, call in enumerate(plan.calls):
-        if call.kind is CallKind.CREATE_CALLBACK:
-            wanted = desired.callbacks[call.callback]
-            record_callback(
-                state, call.callback, "cb-1", callback_spec(wanted), fingerprints(wanted, state.salt), "Running"
-            )
-        elif call.kind is CallKind.REMOTE:
-            record_remote(state, call, views, f"rid-{index}", isotime(datetime.now(UTC)))
-            record_outcome(state, f"rid-{index}", "Success")
+    record_success(make_plan(desired, None, FLEET, PlanOptions(now=datetime.now(UTC))), state, desired)
     backend = FileBackend(repo / ".reconciler" / "state.json")
     backend.save(state, None)
     return backend

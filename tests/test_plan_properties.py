@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.callbacks import callback_spec, fingerprints
 from reconciler.model import DAYS, Desired, Program
-from reconciler.plan import CallKind, Plan
-from reconciler.state.backend import isotime
+from reconciler.plan import CallKind
 from reconciler.state.model import State
-from reconciler.state.record import record_callback, record_outcome, record_remote
-from tests.planning import NOW, desired, plan
+from tests.planning import desired, plan, record_success
 
 VINS = [f"VF3UHNKF5RL{i:06d}" for i in range(8)]
 PROGRAM = st.builds(
@@ -32,21 +27,6 @@ FLEET = st.dictionaries(
 )
 
 
-def apply_effect(result: Plan, recorded: State, want: Desired) -> State:
-    """What a fully successful apply records: callbacks created, every remote accepted, then Success."""
-    views: dict[str, Any] = {c.address: c.after or c.before for c in result.changes}
-    for index, call in enumerate(result.calls):
-        if call.kind is CallKind.CREATE_CALLBACK:
-            wanted = want.callbacks[call.callback]
-            spec, secrets = callback_spec(wanted), fingerprints(wanted, recorded.salt)
-            record_callback(recorded, call.callback, f"id-{index}", spec, secrets, wanted.status)
-        if call.kind is CallKind.REMOTE:
-            action_id = f"r{recorded.serial}-{index}"
-            record_remote(recorded, call, views, action_id, isotime(NOW))
-            assert record_outcome(recorded, action_id, "Success", status="Success", at=isotime(NOW))
-    return recorded
-
-
 def empty_state() -> State:
     return State(lineage="L", serial=0, fleet="fleet-1", salt="salt")
 
@@ -60,7 +40,7 @@ def _slots(want: Desired, vin: str) -> dict[int, Program]:
 def test_planning_after_the_plans_effect_is_empty(fleet: dict[str, list[Program]]) -> None:
     want = desired(fleet)
     recorded = empty_state()
-    after = apply_effect(plan(want, recorded), recorded, want)
+    after = record_success(plan(want, recorded), recorded, want)
     second = plan(want, after)
     assert second.changes == ()
     assert second.notices == ()
@@ -73,7 +53,7 @@ def test_d2_against_state_of_d1_touches_exactly_the_differing_vehicles(
 ) -> None:
     d1, d2 = desired(one), desired(two)
     start = empty_state()
-    recorded = apply_effect(plan(d1, start), start, d1)
+    recorded = record_success(plan(d1, start), start, d1)
     result = plan(d2, recorded)
     differing = {vin for vin in VINS if _slots(d1, vin) != _slots(d2, vin)}
     touched = {c.vin for c in result.changes if c.kind == "slot"}

@@ -28,7 +28,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.perf.bench_sandbox import load, start_sandbox
+from tests.perf.bench_sandbox import load, remote_urls, start_sandbox
 from tests.perf.fleetgen import write_fleet
 
 FLEET = "0a123bc5d1e873066454b4d9"
@@ -80,23 +80,7 @@ def apply_once(vehicles: int, sandbox_args: list[str], rate: float, parallelism:
 def baseline_rate(vehicles: int) -> float:
     process, api = start_sandbox(vehicles)
     try:
-        fleet = f"{api}/fleets/{FLEET}"
-        auth = {"auth": ("sandbox", "sandbox-password"), "params": {"client_id": "sandbox-client"}}
-        callback = httpx.post(
-            f"{fleet}/remote/callbacks",
-            json={
-                "label": "bench",
-                "callback": {"webhook": {"target": "https://hooks.example.com/x", "name": "b"}},
-                "remoteTypes": ["ThermalPreconditioning"],
-            },
-            **auth,
-        ).json()["callbackId"]  # type: ignore[arg-type]
-        vids = list(
-            httpx.get(f"{fleet}/vehicles?pageSize=60&client_id=sandbox-client", auth=auth["auth"]).json()["_embedded"][
-                "vehicles"
-            ]
-        )  # type: ignore[arg-type]
-        urls = [f"{fleet}/vehicles/{v['id']}/callbacks/{callback}/remotes?client_id=sandbox-client" for v in vids]
+        urls = remote_urls(api, pages=1)
         count, _, _ = asyncio.run(load(urls, 32, 4.0, True))
         return count / 4.0
     finally:

@@ -25,16 +25,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from reconciler.callbacks import callback_spec, fingerprints
 from reconciler.manifests import load_desired
 from reconciler.model import Program
-from reconciler.plan import CallKind
 from reconciler.planner import PlanOptions, make_plan
-from reconciler.state.backend import isotime
 from reconciler.state.file import FileBackend
 from reconciler.state.model import SlotRecord, State
-from reconciler.state.record import record_callback, record_outcome, record_remote
 from tests.perf.fleetgen import write_fleet
+from tests.planning import record_success
 
 ENV = {"WEBHOOK_AUTH": "Basic bench"}
 CHILD = """
@@ -64,18 +61,7 @@ print(json.dumps({"seconds": elapsed, "peak_mb": peak_mb(), "code": code}))
 def converged_state(root: Path, drift_every: int = 100) -> int:
     desired, _ = load_desired([root / "manifests"], ENV)
     state = State.new("bench-fleet")
-    plan = make_plan(desired, None, "bench-fleet", PlanOptions(now=datetime.now(UTC)))
-    views = {c.address: c.after or c.before for c in plan.changes}
-    now = isotime(datetime.now(UTC))
-    for index, call in enumerate(plan.calls):
-        if call.kind is CallKind.CREATE_CALLBACK:
-            wanted = desired.callbacks[call.callback]
-            record_callback(
-                state, call.callback, "cb-1", callback_spec(wanted), fingerprints(wanted, state.salt), "Running"
-            )
-        elif call.kind is CallKind.REMOTE:
-            record_remote(state, call, views, f"rid-{index}", now)
-            record_outcome(state, f"rid-{index}", "Success", status="Success", at=now)
+    record_success(make_plan(desired, None, "bench-fleet", PlanOptions(now=datetime.now(UTC))), state, desired)
     drifted = 0
     for position, vin in enumerate(sorted(state.slots)):
         if position % drift_every == 0:

@@ -53,6 +53,27 @@ def start_sandbox(vehicles: int, extra: list[str] | None = None) -> tuple[subpro
     return process, line.split(": ", 1)[1].strip()
 
 
+def remote_urls(api: str, pages: int | None = None) -> list[str]:
+    """A callback made for the benchmark, and the remotes URL of each vehicle (of the first `pages` pages)."""
+    fleet = f"{api}/fleets/0a123bc5d1e873066454b4d9"
+    auth = ("sandbox", "sandbox-password")
+    subscribe = {
+        "label": "bench",
+        "callback": {"webhook": {"target": "https://hooks.example.com/x", "name": "b"}},
+        "remoteTypes": ["ThermalPreconditioning"],
+    }
+    answer = httpx.post(f"{fleet}/remote/callbacks", json=subscribe, auth=auth, params={"client_id": "sandbox-client"})
+    callback = answer.json()["callbackId"]
+    vids: list[str] = []
+    url: str | None = f"{fleet}/vehicles?pageSize=60&client_id=sandbox-client"
+    while url and (pages is None or pages > 0):
+        page = httpx.get(url, auth=auth).json()
+        vids += [v["id"] for v in page["_embedded"]["vehicles"]]
+        url = page["_links"].get("next", {}).get("href")
+        pages = None if pages is None else pages - 1
+    return [f"{fleet}/vehicles/{vid}/callbacks/{callback}/remotes?client_id=sandbox-client" for vid in vids]
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     fields = {}
     with open(f"/proc/{pid}/status") as status:
@@ -143,26 +164,10 @@ def main() -> None:
     process, api = start_sandbox(args.vehicles)
     try:
         root = api.split("/connectedcar")[0]
-        auth = {"auth": ("sandbox", "sandbox-password"), "params": {"client_id": "sandbox-client"}}
         fleet = f"{api}/fleets/0a123bc5d1e873066454b4d9"
         rss, _ = memory_mb(process.pid)
         print(f"sandbox with {args.vehicles:,} vehicles: {rss:.1f} MB resident after start")
-        callback = httpx.post(
-            f"{fleet}/remote/callbacks",
-            json={
-                "label": "bench",
-                "callback": {"webhook": {"target": "https://hooks.example.com/x", "name": "b"}},
-                "remoteTypes": ["ThermalPreconditioning"],
-            },
-            **auth,
-        ).json()["callbackId"]  # type: ignore[arg-type]
-        vids: list[str] = []
-        url = f"{fleet}/vehicles?pageSize=60&client_id=sandbox-client"
-        while url:
-            page = httpx.get(url, auth=auth["auth"]).json()  # type: ignore[arg-type]
-            vids += [v["id"] for v in page["_embedded"]["vehicles"]]
-            url = page["_links"].get("next", {}).get("href")
-        remotes = [f"{fleet}/vehicles/{vid}/callbacks/{callback}/remotes?client_id=sandbox-client" for vid in vids]
+        remotes = remote_urls(api)
         results = {"baseline": [], "post": []}  # type: dict[str, list[tuple[float, float, float, int]]]
         for _ in range(args.runs):
             for mode, urls in (("baseline", [f"{fleet}?client_id=sandbox-client"]), ("post", remotes)):
