@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.manifests.normalise import REMOTE_TYPES
 from reconciler.sandbox import validation
 from tests.conftest import SHARED
 from tests.official import official_errors
@@ -163,17 +164,7 @@ def box() -> Iterator[Sandbox]:
 
 
 def test_sandbox_gives_the_official_verdict_over_http(box: Sandbox) -> None:
-    all_types = [
-        "ThermalPreconditioning",
-        "ElectricBatteryChargingRequest",
-        "Horn",
-        "Doors",
-        "Lights",
-        "Immobilization",
-        "Stolen",
-        "WakeUp",
-        "Navigation",
-    ]
+    all_types = list(REMOTE_TYPES)
     with box.client() as client:
         callbacks = f"{box.fleet_url}/remote/callbacks"
         cbid = client.post(callbacks, json={**CB, "remoteTypes": all_types}).json()["callbackId"]
