@@ -37,6 +37,7 @@ from reconciler.sandbox.world import DEFAULT_FLEET
 from reconciler.state.addresses import addresses, describe, remove
 from reconciler.state.lock import Lease
 from reconciler.validate import validate_project
+from reconciler.webhook.serve import serve as serve_webhook
 
 
 @dataclass(slots=True)
@@ -319,6 +320,28 @@ def show(project: Project, plan_file: Path | None, show_state: bool, fmt: str) -
         sys.stdout.write("\n")
     else:
         render_state(state, opened.backend.name, lock, sys.stdout)
+    return 0
+
+
+@cli.group()
+def webhook() -> None:
+    """Receive the Fleet API's notifications and record the outcomes."""
+
+
+@webhook.command("serve")
+@click.option("--listen", required=True, help="HOST:PORT to listen on.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Certificate, to serve https.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its private key.")
+@click.pass_obj
+def webhook_serve(project: Project, listen: str, tls_cert: str | None, tls_key: str | None) -> int:
+    """Serve until stopped; every notification is recorded durably before it is acknowledged."""
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--listen") from None
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    serve_webhook(open_project(project.config, os.environ), os.environ, host, port, sys.stdout, tls_cert, tls_key)
     return 0
 
 

@@ -23,6 +23,8 @@ from reconciler.model import Desired
 from reconciler.plan import Plan, canonical_json
 from reconciler.planner import PlanOptions, Selector, make_plan
 from reconciler.state.backend import StateBackend, utcnow
+from reconciler.state.events import fold_events
+from reconciler.state.journal import fold
 from reconciler.state.lock import Lease
 from reconciler.state.model import State
 from reconciler.state.open import open_backend
@@ -35,8 +37,13 @@ class Project:
     backend: StateBackend
     warnings: tuple[Diagnostic, ...] = ()
 
-    def load_state(self) -> State | None:
+    def load_state(self, *, pending: bool = False) -> State | None:
+        """The saved state; with `pending`, also what the journal and the events file hold that it does not
+        (in memory only: a reader's view of the latest outcomes)."""
         state = self.backend.load()
+        if state is not None and pending:
+            fold(state, self.backend.read_journal())
+            fold_events(state, self.backend.read_events())
         if state is not None and state.fleet != self.fleet:
             assert self.settings.fleet is not None
             raise StateError(
@@ -63,7 +70,7 @@ def plan_project(
 ) -> tuple[Plan, Desired, State | None, tuple[Diagnostic, ...]]:
     """Validate the manifests (secrets needed: they are fingerprinted), load the state, and plan."""
     desired, warnings = load_desired(project.settings.manifests, environ, strict=True)
-    state = project.load_state()
+    state = project.load_state(pending=True)
     options = PlanOptions(
         now=now or utcnow(),
         pending_timeout=project.settings.pending_timeout,
@@ -172,10 +179,12 @@ def apply_project(
     ):
         state = project.load_state() or State.new(project.fleet)
         recovered = recover(state, project.backend, client)
-        if recovered:
-            serial = project.backend.save(state, state.serial or None)
+        events = project.backend.read_events()
+        fold_events(state, events)
+        if recovered or events:
+            state.serial = project.backend.save(state, state.serial or None)
             project.backend.clear_journal()
-            state.serial = serial
+            project.backend.clear_events(len(events))
         options = PlanOptions(
             now=utcnow(),
             pending_timeout=project.settings.pending_timeout,

@@ -7,6 +7,7 @@ these functions, so a state only ever changes in these few ways.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from reconciler.model import Program
@@ -57,13 +58,15 @@ def record_outcome(
 ) -> bool:
     """Fold one outcome into the state; False when it changes nothing (unknown action, duplicate, stale).
 
-    A Pending never overwrites a final outcome. A delete that succeeded clears its slots.
+    A Pending never overwrites a final outcome, nor a newer Pending. A delete that succeeded clears its slots.
     """
     action = state.actions.get(action_id)
     if action is None:
         return False
     if action.outcome in FINAL and outcome not in FINAL:
         return False
+    if outcome not in FINAL and _earlier(at, action.updated_at):
+        return False  # an older Pending, delivered late
     if (action.outcome, action.status, action.cause) == (outcome, status, cause):
         return False
     action.outcome, action.status, action.cause, action.updated_at = outcome, status, cause, at
@@ -95,3 +98,12 @@ def outcome_of(status: str) -> str:
     if status in DONE or status == "Failed":
         return status
     return "Pending"
+
+
+def _earlier(at: str | None, than: str | None) -> bool:
+    if not at or not than:
+        return False
+    try:
+        return datetime.fromisoformat(at.replace("Z", "+00:00")) < datetime.fromisoformat(than.replace("Z", "+00:00"))
+    except ValueError:
+        return False

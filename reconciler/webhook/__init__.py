@@ -1,0 +1,1 @@
+"""The notification receiver: what the Fleet API posts to a callback's webhook, recorded durably."""
