@@ -8,6 +8,7 @@ from typing import TextIO
 import uvicorn
 
 from reconciler.manifests import load_desired
+from reconciler.manifests.documents import API_VARIABLES
 from reconciler.project import Project
 from reconciler.webhook.app import Credentials, Receiver, create_app
 
@@ -15,7 +16,7 @@ from reconciler.webhook.app import Credentials, Receiver, create_app
 def credentials(project: Project, environ: Mapping[str, str]) -> Credentials:
     """What each recorded callback's notifications must carry: its Header and Query attributes' values."""
     desired, _ = load_desired(project.settings.manifests, environ, strict=True)
-    state = project.load_state()
+    state = project.load_state(pending=True)  # with the journal: a callback apply has just created is known
     found = Credentials()
     for name, record in (state.callbacks if state else {}).items():
         callback = desired.callbacks.get(name)
@@ -24,7 +25,8 @@ def credentials(project: Project, environ: Mapping[str, str]) -> Credentials:
         expected = [
             (a.kind, a.key, a.value.value or "")
             for a in callback.attributes
-            if a.kind in ("Header", "Query") and not a.value.raw.startswith("$")  # $vin and such vary per event
+            # $vin and the other API variables vary per notification; ${env:...} values are constants
+            if a.kind in ("Header", "Query") and a.value.raw not in API_VARIABLES
         ]
         found.by_id[record.id] = (name, expected)
     return found

@@ -1,0 +1,162 @@
+"""sandbox -> webhook receiver -> state: outcomes recorded from real notifications over HTTP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.project import open_project
+from reconciler.state.events import fold_events
+from reconciler.state.file import FileBackend
+from reconciler.webhook.app import create_app, parse_envelope
+from reconciler.webhook.serve import receiver
+from tests.conftest import EXAMPLES
+from tests.servers import Sandbox, sandbox, serve_app
+from tests.test_apply_e2e import environment
+from tests.test_cli import SECRETS, run
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
+    return tmp_path / "repo"
+
+
+@pytest.fixture
+def setup(repo: Path) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
+    """A sandbox, and a receiver for the repo's state, with the callback's target pointing at the receiver."""
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = environment(box)
+        project = open_project(repo / "reconciler.yaml", {**SECRETS, **env})
+        with serve_app(create_app(receiver(project, {**SECRETS, **env}))) as root:
+            callbacks = repo / "manifests" / "callbacks.yaml"
+            callbacks.write_text(callbacks.read_text().replace("http://127.0.0.1:8081", root))
+            yield repo, box, root, FileBackend(repo / ".reconciler" / "state.json")
+
+
+def done_events(backend: FileBackend) -> list[dict[str, Any]]:
+    return [e for e in backend.read_events() if e["type"] == "Done"]
+
+
+def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+    return value
+
+
+def test_outcomes_of_an_apply_arrive_and_are_folded(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
+    repo, box, _root, backend = setup
+    env = environment(box)
+    assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
+    wait_for(lambda: len(done_events(backend)) == 30)
+    events = backend.read_events()
+    assert {e["status"] for e in events} >= {"Accepted", "CheckingVehicle", "SentToVehicle", "Success"}
+    assert {e["callback"] for e in events} == {"fleet-ops"}
+    plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
+    assert plan["changes"] == [] and plan["notices"] == []  # every outcome known: nothing in flight
+    again = run("apply", "--auto-approve", cwd=repo, env=env)  # a writer folds the events into the state
+    assert again.stdout == "No changes. The fleet matches the manifests.\n"
+    assert "Remote actions: 30 Success" in run("show", "--state", cwd=repo, env=env).stdout
+    assert backend.read_events() == []
+
+
+def test_wrong_credentials_get_401_and_record_nothing(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
+    repo, box, root, backend = setup
+    assert run("apply", "--auto-approve", cwd=repo, env=environment(box)).returncode == 0
+    wait_for(lambda: len(done_events(backend)) == 30)
+    before = backend.read_events()
+    callback_id = before[0]["callbackId"]
+    envelope = {
+        "callbackId": callback_id,
+        "attributes": [],
+        "events": [
+            {
+                "remoteActionId": before[0]["remoteActionId"],
+                "vin": before[0]["vin"],
+                "eventDate": "2030-01-01T00:00:00Z",
+                "remoteType": "ThermalPreconditioning",
+                "eventStatus": {"type": "Done", "status": "Failed", "failureCause": "VehicleError"},
+            }
+        ],
+    }
+    wrong = httpx.post(f"{root}/remote/webhook", json=envelope, headers={"Authorization": "Basic nope"})
+    missing = httpx.post(f"{root}/remote/webhook", json=envelope)
+    unknown = httpx.post(
+        f"{root}/remote/webhook",
+        json={**envelope, "callbackId": "not-ours"},
+        headers={"Authorization": SECRETS["WEBHOOK_AUTH"]},
+    )
+    assert (wrong.status_code, missing.status_code, unknown.status_code) == (401, 401, 401)
+    assert backend.read_events() == before
+    right = httpx.post(f"{root}/remote/webhook", json=envelope, headers={"Authorization": SECRETS["WEBHOOK_AUTH"]})
+    assert right.status_code == 200 and right.json() == {"received": 1}
+    assert len(backend.read_events()) == len(before) + 1
+
+
+def test_malformed_and_oversized_bodies(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
+    _repo, _box, root, backend = setup
+    assert httpx.get(f"{root}/healthz").json()["status"] == "ok"
+    assert httpx.post(f"{root}/remote/webhook", content=b"{nope").status_code == 400
+    assert httpx.post(f"{root}/remote/webhook", json={"callbackId": "x", "events": []}).status_code == 400
+    assert (
+        httpx.post(f"{root}/remote/webhook", json={"callbackId": "x", "events": [{"remoteActionId": "r"}]}).status_code
+        == 400
+    )
+    assert httpx.post(f"{root}/remote/webhook", content=b"x" * 1_000_001).status_code == 413
+    assert backend.read_events() == []
+
+
+def test_duplicates_and_out_of_order_deliveries_change_nothing() -> None:
+    from reconciler.state.model import ActionRecord, State
+
+    state = State.new("f")
+    state.actions["r1"] = ActionRecord("VIN", "cb", "2026-11-25T08:00:00Z")
+
+    def event(kind: str, status: str, at: str, **extra: str) -> dict[str, Any]:
+        return {"remoteActionId": "r1", "type": kind, "status": status, "eventDate": at, **extra}
+
+    sent = event("Pending", "SentToVehicle", "2026-11-25T08:00:03Z")
+    done = event("Done", "Failed", "2026-11-25T08:00:05Z", failureCause="VehicleConnectionTimeout")
+    assert fold_events(state, [sent, done]) == (2, [])
+    snapshot = state.to_dict()
+    late = [
+        event("Pending", "Accepted", "2026-11-25T08:00:01Z"),
+        sent,
+        done,
+        event("Pending", "CheckingVehicle", "2026-11-25T08:00:02Z"),
+    ]
+    assert fold_events(state, late) == (0, [])
+    assert state.to_dict() == snapshot
+    assert fold_events(state, [{**done, "remoteActionId": "stranger"}]) == (0, ["stranger"])
+    older = State.new("f")
+    older.actions["r1"] = ActionRecord("VIN", "cb", "2026-11-25T08:00:00Z")
+    fold_events(older, [sent, event("Pending", "Accepted", "2026-11-25T08:00:01Z")])
+    assert older.actions["r1"].status == "SentToVehicle"  # an older Pending does not go back in time
+    assert fold_events(older, [event("Failed", "VehicleError", "2026-11-25T08:00:09Z")]) == (1, [])
+    assert older.actions["r1"].outcome == "Failed"  # `type: Failed` is final too
+
+
+@pytest.mark.parametrize(
+    ("status", "text"),
+    [
+        ("Success", "Success"),
+        ({"RemoteDoneEventStatus": "Success"}, "Success"),
+        ({"RemotePendingEventStatus": "Accepted"}, "Accepted"),
+    ],
+)
+def test_status_as_string_or_object(status: Any, text: str) -> None:
+    parsed = parse_envelope(
+        {"callbackId": "c", "events": [{"remoteActionId": "r", "eventStatus": {"type": "Done", "status": status}}]}
+    )
+    assert not isinstance(parsed, str)
+    assert parsed[1][0]["status"] == text
