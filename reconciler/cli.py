@@ -36,6 +36,7 @@ from reconciler.sandbox.server import print_config as write_sandbox_config
 from reconciler.sandbox.world import DEFAULT_FLEET
 from reconciler.state.addresses import addresses, describe, remove
 from reconciler.state.lock import Lease
+from reconciler.status import fleet_status, render_status
 from reconciler.validate import validate_project
 from reconciler.webhook.serve import serve as serve_webhook
 
@@ -320,6 +321,22 @@ def show(project: Project, plan_file: Path | None, show_state: bool, fmt: str) -
         sys.stdout.write("\n")
     else:
         render_state(state, opened.backend.name, lock, sys.stdout)
+    return 0
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def status(project: Project, fmt: str) -> int:
+    """How far the fleet has converged: vehicles converged, in flight, failed (by cause), still to change."""
+    opened = open_project(project.config, os.environ)
+    result, desired, state, _ = plan_project(opened, os.environ)
+    report = fleet_status(desired, state, result, opened.backend.read_events())
+    if fmt == "json":
+        json.dump({"result": "ok", **report}, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        render_status(report, sys.stdout)
     return 0
 
 

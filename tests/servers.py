@@ -21,17 +21,17 @@ from starlette.routing import Route
 from reconciler.sandbox.app import BASE, SandboxSettings, create_app
 
 
-def free_socket() -> socket.socket:
+def free_socket(port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     return sock
 
 
 @contextmanager
-def serve_app(app: Any) -> Iterator[str]:
+def serve_app(app: Any, port: int = 0) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread; yield its http://127.0.0.1:PORT."""
-    sock = free_socket()
+    sock = free_socket(port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +31,21 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path / "repo"
 
 
-@pytest.fixture
-def setup(repo: Path) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
+@contextmanager
+def receiving(repo: Path, **options: Any) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
     """A sandbox, and a receiver for the repo's state, with the callback's target pointing at the receiver."""
-    with sandbox(vehicles=40, asleep_rate=0.0) as box:
-        env = environment(box)
-        project = open_project(repo / "reconciler.yaml", {**SECRETS, **env})
-        with serve_app(create_app(receiver(project, {**SECRETS, **env}))) as root:
+    with sandbox(vehicles=40, asleep_rate=0.0, **options) as box:
+        env = {**SECRETS, **environment(box)}
+        with serve_app(create_app(receiver(open_project(repo / "reconciler.yaml", env), env))) as root:
             callbacks = repo / "manifests" / "callbacks.yaml"
             callbacks.write_text(callbacks.read_text().replace("http://127.0.0.1:8081", root))
             yield repo, box, root, FileBackend(repo / ".reconciler" / "state.json")
+
+
+@pytest.fixture
+def setup(repo: Path) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
+    with receiving(repo) as running:
+        yield running
 
 
 def done_events(backend: FileBackend) -> list[dict[str, Any]]:
@@ -160,3 +167,48 @@ def test_status_as_string_or_object(status: Any, text: str) -> None:
     )
     assert not isinstance(parsed, str)
     assert parsed[1][0]["status"] == text
+
+
+def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(repo: Path) -> None:
+    with receiving(repo, failure_rate=0.5) as (_, box, _root, backend):
+        env = environment(box)
+        assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
+        wait_for(lambda: len(done_events(backend)) == 30)
+        failed = {e["vin"]: e["failureCause"] for e in done_events(backend) if e["status"] == "Failed"}
+        transient = {vin for vin, cause in failed.items() if cause != "MissingRights"}
+        permanent = set(failed) - transient
+        assert transient and len(failed) < 30
+        plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
+        retried = {c["address"].split(".")[1] for c in plan["changes"]}
+        assert retried == transient
+        assert all(
+            c["action"] == "retry" and c["cause"] == f"Failed: {failed[c['address'].split('.')[1]]}"
+            for c in plan["changes"]
+        )
+        assert {n["address"].split(".")[1] for n in plan["notices"] if n["kind"] == "failed"} == permanent
+        status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
+        assert (status["vehicles"], status["failed"], status["converged"]) == (30, len(failed), 30 - len(failed))
+        assert sum(status["failed_by_cause"].values()) >= len(failed)
+        text = run("status", cwd=repo, env=env).stdout
+        assert text.startswith(f"Vehicles: 30: {30 - len(failed)} converged, 0 in flight")
+
+
+def test_a_receiver_down_for_a_while_loses_no_event(repo: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    callbacks = repo / "manifests" / "callbacks.yaml"
+    text = callbacks.read_text().replace("http://127.0.0.1:8081", f"http://127.0.0.1:{port}")
+    callbacks.write_text(text.replace("retryNumber: 3, retryDelay: 120", "retryNumber: 40, retryDelay: 100"))
+    with sandbox(vehicles=40, asleep_rate=0.0, speed=500.0) as box:
+        env = {**SECRETS, **environment(box)}
+        assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0  # nobody listens yet
+        box.wait(lambda: any(d["error"] for d in box.inspect("deliveries")["deliveries"]))
+        backend = FileBackend(repo / ".reconciler" / "state.json")
+        with serve_app(create_app(receiver(open_project(repo / "reconciler.yaml", env), env)), port=port):
+            wait_for(lambda: len(done_events(backend)) == 30)
+        deliveries = box.inspect("deliveries")["deliveries"]
+        refused = [d for d in deliveries if d["error"]]
+        accepted = [d for d in deliveries if d["status"] == 200]
+        assert refused and max(d["attempt"] for d in accepted) > 1  # the sandbox retried until it got through
+        assert len({e["remoteActionId"] for e in done_events(backend)}) == 30

@@ -1,0 +1,53 @@
+"""`reconciler status`: how far the fleet has converged, from the state, its pending events and a fresh plan."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+from reconciler.model import Desired
+from reconciler.plan import Plan
+from reconciler.state.model import State
+
+
+def fleet_status(
+    desired: Desired, state: State | None, plan: Plan, events: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    vehicles = set(desired.vehicles) | set(state.slots if state else ())
+    changing = {c.vin for c in plan.changes if c.vin}
+    in_flight = {n.address.split(".")[1] for n in plan.notices if n.kind == "in-flight"}
+    causes: Counter[str] = Counter()
+    failed: set[str] = set()
+    for notice in plan.notices:
+        if notice.kind == "failed":
+            failed.add(notice.address.split(".")[1])
+            causes[notice.detail.split(" ")[0]] += 1
+    for change in plan.changes:
+        if change.cause and change.cause.startswith("Failed: ") and change.vin:
+            failed.add(change.vin)
+            causes[change.cause[len("Failed: ") :]] += 1
+    pending = [a.posted_at for a in (state.actions.values() if state else ()) if a.outcome in (None, "Pending")]
+    received = [str(e.get("received_at")) for e in events if e.get("received_at")]
+    updated = [a.updated_at for a in (state.actions.values() if state else ()) if a.updated_at]
+    return {
+        "vehicles": len(vehicles),
+        "converged": len(vehicles - changing - in_flight - failed),
+        "in_flight": len(in_flight),
+        "to_change": len(changing - failed),
+        "failed": len(failed),
+        "failed_by_cause": dict(sorted(causes.items())),
+        "oldest_pending": min(pending) if pending else None,
+        "last_event": max(received + updated) if received or updated else None,
+    }
+
+
+def render_status(status: Mapping[str, Any], out: TextIO) -> None:
+    out.write(
+        f"Vehicles: {status['vehicles']:,}: {status['converged']:,} converged, {status['in_flight']:,} in flight, "
+        f"{status['to_change']:,} to change, {status['failed']:,} failed.\n"
+    )
+    for cause, count in status["failed_by_cause"].items():
+        out.write(f"  failed {cause}: {count:,} slots\n")
+    out.write(f"Oldest pending remote: {status['oldest_pending'] or 'none'}\n")
+    out.write(f"Last outcome received: {status['last_event'] or 'none yet'}\n")
