@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -414,13 +414,3 @@ def changes_left(plan: Plan, report: ApplyReport) -> list[str]:
 
 def _retry_of_known_failure(change: Any) -> bool:
     return bool(change.cause and change.cause.startswith("Failed"))
-
-
-def as_mapping(report: ApplyReport) -> Mapping[str, Any]:
-    return {
-        "done": sum(1 for r in report.results if r.ok),
-        "failed": [{"call": r.call.id, "cause": r.cause, "detail": r.detail} for r in report.failed],
-        "skipped": [c.id for c in report.skipped],
-        "outcomes": dict(report.outcomes),
-        "failure_causes": dict(report.causes),
-    }

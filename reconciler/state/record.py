@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from reconciler.model import Program
 from reconciler.plan import Call
 from reconciler.state.model import DONE, ActionRecord, CallbackRecord, SlotRecord, State
 
@@ -40,11 +39,6 @@ def record_remote(
         schedule = str(views.get(address, {}).get("schedule", ""))
         slots[program.slot] = SlotRecord(program, call.callback, action_id, verb, schedule)
     state.actions[action_id] = ActionRecord(call.vin, call.callback, posted_at)
-
-
-def record_observed(state: State, vin: str, program: Program, callback: str, schedule: str = "") -> None:
-    """A program seen on the vehicle itself (refresh, import): settled, with no remote of ours behind it."""
-    state.slots.setdefault(vin, {})[program.slot] = SlotRecord(program, callback, None, "Set", schedule)
 
 
 def record_outcome(
