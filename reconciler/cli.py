@@ -20,25 +20,20 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import __version__
-from reconciler.apply import summary_lines
 from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, StateError, exit_code_for
 from reconciler.plan import Plan
 from reconciler.project import apply_project, open_project, plan_project, read_plan, write_plan
 from reconciler.render.diagnostics import RENDERERS
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
-from reconciler.render.progress import StreamProgress
 from reconciler.render.state import render_state
 from reconciler.render.text import render_text
-from reconciler.sandbox.app import SandboxSettings
-from reconciler.sandbox.server import parse_listen, serve
-from reconciler.sandbox.server import print_config as write_sandbox_config
+from reconciler.sandbox.listen import parse_listen
 from reconciler.sandbox.world import DEFAULT_FLEET
 from reconciler.state.addresses import addresses, describe, remove
 from reconciler.state.lock import Lease
 from reconciler.status import fleet_status, render_status
 from reconciler.validate import validate_project
-from reconciler.webhook.serve import serve as serve_webhook
 
 
 @dataclass(slots=True)
@@ -122,6 +117,10 @@ def validate(project: Project, fmt: str, strict: bool) -> int:
 @click.option("--print-config", is_flag=True, help="Print a reconciler.yaml for this sandbox and exit.")
 def sandbox(listen: str, print_config: bool, **options: Any) -> int:
     """Serve a local emulator of the Fleet API with simulated vehicles, until stopped."""
+    from reconciler.sandbox.app import SandboxSettings
+    from reconciler.sandbox.server import print_config as write_sandbox_config
+    from reconciler.sandbox.server import serve
+
     try:
         host, port = parse_listen(listen)
     except ValueError as error:
@@ -232,6 +231,9 @@ def apply(
     retry_failed: bool,
 ) -> int:
     """Make the API calls of a plan (made now, or saved with plan --out) and record every result."""
+    from reconciler.apply import summary_lines
+    from reconciler.render.progress import StreamProgress
+
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if not auto_approve and not interactive:
         raise click.UsageError("apply needs --auto-approve when it cannot ask (no terminal)")
@@ -352,6 +354,8 @@ def webhook() -> None:
 @click.pass_obj
 def webhook_serve(project: Project, listen: str, tls_cert: str | None, tls_key: str | None) -> int:
     """Serve until stopped; every notification is recorded durably before it is acknowledged."""
+    from reconciler.webhook.serve import serve as serve_webhook
+
     try:
         host, port = parse_listen(listen)
     except ValueError as error:

@@ -10,11 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-
-from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
-from reconciler.apply import Applier, ApplyReport, Progress, changes_left, recover, stale_reason
 from reconciler.config import Settings, load_settings
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ExitCode, PlanError, ReconcilerError, StateError
@@ -28,6 +25,12 @@ from reconciler.state.journal import fold
 from reconciler.state.lock import Lease
 from reconciler.state.model import State
 from reconciler.state.open import open_backend
+
+if TYPE_CHECKING:  # the API client and httpx load only for the commands that call the API
+    import httpx
+
+    from reconciler.api.client import ApiConfig, RetryPolicy
+    from reconciler.apply import ApplyReport, Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,8 @@ def read_plan(path: Path) -> Plan:
 
 def api_config(project: Project, parallelism: int | None = None) -> ApiConfig:
     """The API settings apply needs; ConfigError naming each missing one (and the variable it names)."""
+    from reconciler.api.client import ApiConfig
+
     settings = project.settings
     api = settings.api
     optional = {
@@ -170,6 +175,9 @@ def apply_project(
     retry: RetryPolicy | None = None,
 ) -> ApplyRun:
     """Plan (or load a saved plan), check guards, confirm, apply, wait for outcomes, and check convergence."""
+    from reconciler.api.client import FleetClient, RetryPolicy
+    from reconciler.apply import Applier, changes_left, recover, stale_reason
+
     config = api_config(project, parallelism)
     desired, _ = load_desired(project.settings.manifests, environ, strict=True)
     stop = stop or threading.Event()

@@ -10,13 +10,6 @@ import uvicorn
 from reconciler.sandbox.app import BASE, SandboxSettings, create_app
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"listen address must be HOST:PORT, not {text!r}")
-    return host.strip("[]"), int(port)
-
-
 def base_url(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}{BASE}"

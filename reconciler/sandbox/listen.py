@@ -1,0 +1,10 @@
+"""HOST:PORT parsing for the commands that serve (sandbox, webhook serve)."""
+
+from __future__ import annotations
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"listen address must be HOST:PORT, not {text!r}")
+    return host.strip("[]"), int(port)
