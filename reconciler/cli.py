@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import click
 from reconciler import __version__
 from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, StateError, exit_code_for
 from reconciler.plan import Plan
-from reconciler.project import apply_project, open_project, plan_project, read_plan, write_plan
+from reconciler.project import apply_project, open_project, plan_project, read_plan, refresh_project, write_plan
 from reconciler.render.diagnostics import RENDERERS
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
@@ -324,6 +325,31 @@ def show(project: Project, plan_file: Path | None, show_state: bool, fmt: str) -
     else:
         render_state(state, opened.backend.name, lock, sys.stdout)
     return 0
+
+
+@cli.command()
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when drift was found, 0 when none.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def refresh(project: Project, detailed_exitcode: bool, fmt: str) -> int:
+    """Read back the live callbacks and vehicle programs, record them, and report drift by class."""
+    opened = open_project(project.config, os.environ)
+    with terminate_as_interrupt():
+        drift = refresh_project(opened, os.environ)
+    code = ExitCode.CHANGES if detailed_exitcode and drift else ExitCode.OK
+    if fmt == "json":
+        items = [{"kind": d.kind, "address": d.address, "detail": d.detail} for d in drift]
+        json.dump({"result": code.result, "drift": items}, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return int(code)
+    for item in drift:
+        click.echo(f"  {item.kind:16s} {item.address}: {item.detail}")
+    counts = Counter(item.kind for item in drift)
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    click.echo(
+        f"Drift: {summary}. The next plan repairs it." if drift else "No drift: the fleet holds what was recorded."
+    )
+    return int(code)
 
 
 @cli.command()

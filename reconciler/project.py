@@ -29,8 +29,9 @@ from reconciler.state.open import open_backend
 if TYPE_CHECKING:  # the API client and httpx load only for the commands that call the API
     import httpx
 
-    from reconciler.api.client import ApiConfig, RetryPolicy
+    from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
     from reconciler.apply import ApplyReport, Progress
+    from reconciler.refresh import Drift
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,40 @@ class ApplyRun:
         return ExitCode.OK
 
 
+def writer_state(project: Project, client: FleetClient) -> tuple[State, int]:
+    """The state as a writer (holding the lock) starts from: what an earlier run journalled and what the
+    receiver recorded are folded in and saved first. Also how many journal entries were folded."""
+    from reconciler.apply import recover
+
+    state = project.load_state() or State.new(project.fleet)
+    recovered = recover(state, project.backend, client)
+    events = project.backend.read_events()
+    fold_events(state, events)
+    if recovered or events:
+        state.serial = project.backend.save(state, state.serial or None)
+        project.backend.clear_journal()
+        project.backend.clear_events(len(events))
+    return state, recovered
+
+
+def refresh_project(
+    project: Project, environ: Mapping[str, str], transport: httpx.BaseTransport | None = None
+) -> list[Drift]:
+    """Read back the live API, record what is there, and return the drift found."""
+    from reconciler.api.client import FleetClient
+    from reconciler.refresh import refresh
+
+    config = api_config(project)
+    desired, _ = load_desired(project.settings.manifests, environ, strict=True)
+    with FleetClient(config, project.fleet, transport=transport) as client, Lease(project.backend, "refresh"):
+        state, _ = writer_state(project, client)
+        if not state.serial:
+            return []  # nothing recorded yet: nothing can have drifted
+        drift = refresh(state, desired, client, config.parallelism)
+        state.serial = project.backend.save(state, state.serial)
+    return drift
+
+
 def apply_project(
     project: Project,
     environ: Mapping[str, str],
@@ -176,7 +211,7 @@ def apply_project(
 ) -> ApplyRun:
     """Plan (or load a saved plan), check guards, confirm, apply, wait for outcomes, and check convergence."""
     from reconciler.api.client import FleetClient, RetryPolicy
-    from reconciler.apply import Applier, changes_left, recover, stale_reason
+    from reconciler.apply import Applier, changes_left, stale_reason
 
     config = api_config(project, parallelism)
     desired, _ = load_desired(project.settings.manifests, environ, strict=True)
@@ -185,14 +220,7 @@ def apply_project(
         FleetClient(config, project.fleet, transport=transport, retry=retry or RetryPolicy()) as client,
         Lease(project.backend, "apply"),
     ):
-        state = project.load_state() or State.new(project.fleet)
-        recovered = recover(state, project.backend, client)
-        events = project.backend.read_events()
-        fold_events(state, events)
-        if recovered or events:
-            state.serial = project.backend.save(state, state.serial or None)
-            project.backend.clear_journal()
-            project.backend.clear_events(len(events))
+        state, recovered = writer_state(project, client)
         options = PlanOptions(
             now=utcnow(),
             pending_timeout=project.settings.pending_timeout,

@@ -1,0 +1,65 @@
+"""refresh against the sandbox: drift made out of band is reported by class and repaired by the next apply."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from reconciler.vin import make_vin
+from tests.servers import sandbox
+from tests.test_apply_e2e import desired_programs, environment, held_programs, labels, repo  # noqa: F401
+from tests.test_cli import run
+
+
+def test_drift_is_reported_and_repaired(repo: Path) -> None:  # noqa: F811
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = environment(box)
+        assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0
+        clean = run("refresh", "--detailed-exitcode", cwd=repo, env=env)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert clean.stdout == "No drift: the fleet holds what was recorded.\n"
+        changed, emptied = make_vin(1), make_vin(2)
+        moved = {"slot": 1, "enabled": True, "recurrence": "Daily", "start": "PT5H0M", "occurence": {"day": ["Mon"]}}
+        httpx.put(f"{box.root}/_sandbox/vehicles/{changed}", json={"programs": [moved]})
+        httpx.put(f"{box.root}/_sandbox/vehicles/{emptied}", json={"programs": []})
+        with box.client() as client:
+            callbacks = client.get(f"{box.fleet_url}/remote/callbacks").json()["_embedded"]["callbacks"]
+            client.put(f"{box.fleet_url}/remote/callbacks/{callbacks[0]['id']}/status", json={"status": "Paused"})
+        found = run("refresh", "--detailed-exitcode", "--format", "json", cwd=repo, env=env)
+        assert found.returncode == 2, found.stdout + found.stderr
+        drift = {(d["kind"], d["address"]) for d in json.loads(found.stdout)["drift"]}
+        assert ("callback-status", "callback.fleet-ops") in drift
+        assert ("changed", f"vehicle.{changed}.slot.1") in drift
+        assert ("deleted", f"vehicle.{emptied}.slot.1") in drift
+        assert {kind for kind, address in drift if changed in address} == {"changed", "deleted"}  # slots 2, 3 gone too
+        plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
+        assert {c["address"] for c in plan["changes"] if c["address"].startswith("vehicle.")} == {
+            f"vehicle.{changed}.slot.1",
+            f"vehicle.{changed}.slot.2",
+            f"vehicle.{changed}.slot.3",
+            f"vehicle.{emptied}.slot.1",
+            f"vehicle.{emptied}.slot.2",
+            f"vehicle.{emptied}.slot.3",
+        }
+        assert any(c["action"] == "status" for c in plan["changes"])
+        repaired = run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env)
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert held_programs(box) == desired_programs(repo)
+        assert labels(box) == ["fleet-ops"]
+        assert run("refresh", "--detailed-exitcode", cwd=repo, env=env).returncode == 0
+
+
+def test_foreign_program_in_a_managed_slot_is_reported(repo: Path) -> None:  # noqa: F811
+    schedules = repo / "manifests" / "schedules.yaml"
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = environment(box)
+        assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0
+        foreign = {"slot": 4, "enabled": True, "recurrence": "Daily", "start": "PT22H0M", "occurence": {"day": ["Sun"]}}
+        vin = make_vin(3)
+        current = httpx.get(f"{box.root}/_sandbox/vehicles/{vin}").json()["programs"]
+        httpx.put(f"{box.root}/_sandbox/vehicles/{vin}", json={"programs": [*current, foreign]})
+        schedules.write_text(schedules.read_text() + """  - slot: 4\n    start: "21:00"\n    days: [Sun]\n""")
+        found = json.loads(run("refresh", "--format", "json", cwd=repo, env=env).stdout)
+        assert {(d["kind"], d["address"]) for d in found["drift"]} == {("foreign", f"vehicle.{vin}.slot.4")}
