@@ -23,7 +23,15 @@ import click
 from reconciler import __version__
 from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, StateError, exit_code_for
 from reconciler.plan import Plan
-from reconciler.project import apply_project, open_project, plan_project, read_plan, refresh_project, write_plan
+from reconciler.project import (
+    apply_project,
+    import_project,
+    open_project,
+    plan_project,
+    read_plan,
+    refresh_project,
+    write_plan,
+)
 from reconciler.render.diagnostics import RENDERERS
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
@@ -350,6 +358,45 @@ def refresh(project: Project, detailed_exitcode: bool, fmt: str) -> int:
         f"Drift: {summary}. The next plan repairs it." if drift else "No drift: the fleet holds what was recorded."
     )
     return int(code)
+
+
+@cli.group("import")
+def import_() -> None:
+    """Adopt callbacks and vehicle programs that already exist, changing nothing on the API."""
+
+
+def _adopt(project: Project, what: str, **options: Any) -> int:
+    opened = open_project(project.config, os.environ)
+    with terminate_as_interrupt():
+        lines = import_project(opened, os.environ, what, **options)
+    for line in lines:
+        click.echo(line)
+    click.echo(f"Imported {len(lines)} item{'s' if len(lines) != 1 else ''}; run plan to see what still differs.")
+    return 0
+
+
+@import_.command("callback")
+@click.argument("name")
+@click.argument("callback_id")
+@click.pass_obj
+def import_callback(project: Project, name: str, callback_id: str) -> int:
+    """Record the callback with this id as the manifests' callback NAME."""
+    return _adopt(project, "callback", name=name, callback_id=callback_id)
+
+
+@import_.command("callbacks")
+@click.pass_obj
+def import_callbacks(project: Project) -> int:
+    """Record every live callback whose label is a manifest callback's name."""
+    return _adopt(project, "callbacks")
+
+
+@import_.command("vehicles")
+@click.option("--vins", multiple=True, metavar="VIN", help="Only these vehicles (default: every managed one).")
+@click.pass_obj
+def import_vehicles(project: Project, vins: tuple[str, ...]) -> int:
+    """Record the programs vehicles hold now in the slots the manifests manage."""
+    return _adopt(project, "vehicles", vins=vins)
 
 
 @cli.command()

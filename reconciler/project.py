@@ -191,6 +191,39 @@ def refresh_project(
     return drift
 
 
+def import_project(
+    project: Project,
+    environ: Mapping[str, str],
+    what: str,
+    *,
+    name: str | None = None,
+    callback_id: str | None = None,
+    vins: tuple[str, ...] = (),
+    transport: httpx.BaseTransport | None = None,
+) -> list[str]:
+    """Adopt what already exists (`what`: callback, callbacks or vehicles); lines saying what was recorded."""
+    from reconciler.adopt import adopt_callback, adopt_callbacks, adopt_vehicles
+    from reconciler.api.client import FleetClient
+
+    config = api_config(project)
+    desired, _ = load_desired(project.settings.manifests, environ, strict=True)
+    with FleetClient(config, project.fleet, transport=transport) as client, Lease(project.backend, f"import {what}"):
+        state, _ = writer_state(project, client)
+        loaded = state.serial or None
+        if what == "callback":
+            assert name is not None and callback_id is not None
+            live = client.callback(callback_id)
+            adopt_callback(state, desired, name, live)
+            lines = [f"callback.{name}: adopted {callback_id}"]
+        elif what == "callbacks":
+            lines = [f"callback.{adopted}: adopted" for adopted in adopt_callbacks(state, desired, client)]
+        else:
+            counts = adopt_vehicles(state, desired, client, vins)
+            lines = [f"vehicle.{vin}: {count} slots recorded" for vin, count in counts.items()]
+        state.serial = project.backend.save(state, loaded)
+    return lines
+
+
 def apply_project(
     project: Project,
     environ: Mapping[str, str],

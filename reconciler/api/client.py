@@ -182,6 +182,10 @@ class FleetClient:
     def callbacks(self) -> list[dict[str, Any]]:
         return list(self._pages(f"{self._fleet}/remote/callbacks", "callbacks"))
 
+    def callback(self, callback: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self._call("GET", f"{self._fleet}/remote/callbacks/{callback}")
+        return answer
+
     def create_callback(self, body: dict[str, Any]) -> str:
         """The new callback's id. A failure whose outcome is unknown raises with `sent`: look the label up."""
         answer = self._call("POST", f"{self._fleet}/remote/callbacks", body, retry_unknown=False)

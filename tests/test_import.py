@@ -1,0 +1,46 @@
+"""import: a fleet configured without reconciler (or whose state was lost) is adopted, then plans no changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.servers import sandbox
+from tests.test_apply_e2e import environment, labels, repo  # noqa: F401
+from tests.test_cli import run
+
+
+def test_import_then_plan_shows_no_changes(repo: Path) -> None:  # noqa: F811
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = environment(box)
+        assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0
+        shutil.rmtree(repo / ".reconciler")  # the fleet is configured; the state is gone
+        fresh = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
+        assert fresh["summary"]["callbacks_create"] == 1 and fresh["summary"]["vehicles"] == 30
+        callbacks = run("import", "callbacks", cwd=repo, env=env)
+        assert callbacks.returncode == 0, callbacks.stderr
+        assert callbacks.stdout.splitlines()[0] == "callback.fleet-ops: adopted"
+        vehicles = run("import", "vehicles", cwd=repo, env=env)
+        assert vehicles.returncode == 0, vehicles.stderr
+        assert "Imported 30 items" in vehicles.stdout
+        after = run("plan", "--detailed-exitcode", cwd=repo, env=env)
+        assert after.returncode == 0, after.stdout
+        assert after.stdout == "No changes. The fleet matches the manifests.\n"
+        assert labels(box) == ["fleet-ops"]
+
+
+def test_import_one_callback_by_id_and_a_rotated_secret_shows(repo: Path) -> None:  # noqa: F811
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = environment(box)
+        assert run("apply", "--auto-approve", "--target", "callback:fleet-ops", cwd=repo, env=env).returncode == 0
+        with box.client() as client:
+            live = client.get(f"{box.fleet_url}/remote/callbacks").json()["_embedded"]["callbacks"][0]
+        shutil.rmtree(repo / ".reconciler")
+        adopted = run("import", "callback", "fleet-ops", live["id"], cwd=repo, env=env)
+        assert adopted.stdout.splitlines()[0] == f"callback.fleet-ops: adopted {live['id']}"
+        plan = run("plan", cwd=repo, env={**env, "WEBHOOK_AUTH": "Basic rotated"}).stdout
+        assert "~ webhook.headers.Authorization: (sensitive, changed)" in plan
+        assert "rotated" not in plan
+        unknown = run("import", "callback", "nope", live["id"], cwd=repo, env=env)
+        assert unknown.returncode == 1 and "no Callback named 'nope' in the manifests" in unknown.stderr
