@@ -165,10 +165,15 @@ def writer_state(project: Project, client: FleetClient) -> tuple[State, int]:
     state = project.load_state() or State.new(project.fleet)
     recovered = recover(state, project.backend, client)
     events = project.backend.read_events()
-    fold_events(state, events)
-    if recovered or events:
+    changed, unknown = fold_events(state, events)
+    if recovered or changed:
         state.serial = project.backend.save(state, state.serial or None)
         project.backend.clear_journal()
+    if len(unknown) < len(events):
+        # events for remote actions the state does not know are kept, flagged, for `status` to show
+        strangers = set(unknown)
+        kept = [{**e, "unmatched": True} for e in events if str(e.get("remoteActionId")) in strangers]
+        project.backend.append_events(kept)  # before the clear: a crash in between duplicates, never loses
         project.backend.clear_events(len(events))
     return state, recovered
 

@@ -28,6 +28,7 @@ def fleet_status(
             failed.add(change.vin)
             causes[change.cause[len("Failed: ") :]] += 1
     pending = [a.posted_at for a in (state.actions.values() if state else ()) if a.outcome in (None, "Pending")]
+    events = list(events)
     received = [str(e.get("received_at")) for e in events if e.get("received_at")]
     updated = [a.updated_at for a in (state.actions.values() if state else ()) if a.updated_at]
     return {
@@ -39,6 +40,7 @@ def fleet_status(
         "failed_by_cause": dict(sorted(causes.items())),
         "oldest_pending": min(pending) if pending else None,
         "last_event": max(received + updated) if received or updated else None,
+        "unmatched_events": sum(1 for e in events if e.get("unmatched")),
     }
 
 
@@ -51,3 +53,5 @@ def render_status(status: Mapping[str, Any], out: TextIO) -> None:
         out.write(f"  failed {cause}: {count:,} slots\n")
     out.write(f"Oldest pending remote: {status['oldest_pending'] or 'none'}\n")
     out.write(f"Last outcome received: {status['last_event'] or 'none yet'}\n")
+    if status["unmatched_events"]:
+        out.write(f"Events for remote actions reconciler did not send: {status['unmatched_events']:,} (kept)\n")

@@ -212,3 +212,29 @@ def test_a_receiver_down_for_a_while_loses_no_event(repo: Path) -> None:
         accepted = [d for d in deliveries if d["status"] == 200]
         assert refused and max(d["attempt"] for d in accepted) > 1  # the sandbox retried until it got through
         assert len({e["remoteActionId"] for e in done_events(backend)}) == 30
+
+
+def test_events_for_unknown_remote_actions_are_kept_and_flagged(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
+    repo, box, root, backend = setup
+    env = environment(box)
+    assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
+    wait_for(lambda: len(done_events(backend)) == 30)
+    callback_id = backend.read_events()[0]["callbackId"]
+    stranger = {
+        "callbackId": callback_id,
+        "attributes": [],
+        "events": [{"remoteActionId": "not-ours", "vin": "V", "eventStatus": {"type": "Done", "status": "Success"}}],
+    }
+    assert (
+        httpx.post(
+            f"{root}/remote/webhook", json=stranger, headers={"Authorization": SECRETS["WEBHOOK_AUTH"]}
+        ).status_code
+        == 200
+    )
+    assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0  # a writer folds the events
+    assert [(e["remoteActionId"], e.get("unmatched")) for e in backend.read_events()] == [("not-ours", True)]
+    serial = backend.load().serial  # type: ignore[union-attr]
+    assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
+    assert backend.load().serial == serial  # type: ignore[union-attr]  # a kept event does not churn the state
+    status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
+    assert status["unmatched_events"] == 1
