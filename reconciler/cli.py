@@ -147,7 +147,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def selection_options(command: F) -> F:
-    """--target, --exclude and --retry-failed: what plan and apply share about choosing changes."""
+    """--target, --exclude, --retry-failed and --takeover: what plan and apply share about choosing changes."""
+    command = click.option(
+        "--takeover", is_flag=True, help="Replace programs reconciler did not set in the slots it manages."
+    )(command)
     command = click.option(
         "--retry-failed", is_flag=True, help="Also retry remotes that failed with a permanent cause."
     )(command)
@@ -195,11 +198,12 @@ def plan(
     target: tuple[str, ...],
     exclude: tuple[str, ...],
     retry_failed: bool,
+    takeover: bool,
 ) -> int:
     """Compare the manifests with the recorded state and show the API calls apply would make."""
     opened = open_project(project.config, os.environ)
     result, _, _, warnings = plan_project(
-        opened, os.environ, targets=target, excludes=exclude, retry_failed=retry_failed
+        opened, os.environ, targets=target, excludes=exclude, retry_failed=retry_failed, takeover=takeover
     )
     _warn(warnings)
     if out is not None:
@@ -238,6 +242,7 @@ def apply(
     target: tuple[str, ...],
     exclude: tuple[str, ...],
     retry_failed: bool,
+    takeover: bool,
 ) -> int:
     """Make the API calls of a plan (made now, or saved with plan --out) and record every result."""
     from reconciler.apply import summary_lines
@@ -268,6 +273,7 @@ def apply(
             targets=target,
             excludes=exclude,
             retry_failed=retry_failed,
+            takeover=takeover,
             parallelism=parallelism,
             wait=wait_seconds,
             show=show,

@@ -86,6 +86,7 @@ class Schedule:
     groups: tuple[str, ...]
     programs: tuple[Program, ...]
     source: Source = field(compare=False)
+    takeover: bool = False
 
 
 @dataclass(frozen=True, slots=True)

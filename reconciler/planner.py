@@ -64,6 +64,7 @@ class PlanOptions:
     excludes: tuple[Selector, ...] = ()
     guards: Mapping[str, Limit] = field(default_factory=dict)
     fingerprint_key: str | None = None
+    takeover: bool = False  # replace programs reconciler did not set, whatever the schedules say
 
 
 def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOptions) -> Plan:
@@ -75,7 +76,14 @@ def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOp
     slot_changes: list[Change] = []
     for vin in sorted(desired.vehicles.keys() | recorded.slots.keys()):
         _vehicle(
-            vin, desired.vehicles.get(vin, ()), recorded.slots.get(vin, {}), recorded, options, slot_changes, notices
+            vin,
+            desired.vehicles.get(vin, ()),
+            recorded.slots.get(vin, {}),
+            recorded,
+            desired,
+            options,
+            slot_changes,
+            notices,
         )
     everything = changes + slot_changes
     kept = _select(everything, desired, options)
@@ -189,6 +197,7 @@ def _vehicle(
     wanted: tuple[SlotAssignment, ...],
     recorded: Mapping[int, SlotRecord],
     state: State,
+    desired: Desired,
     options: PlanOptions,
     changes: list[Change],
     notices: list[Notice],
@@ -199,7 +208,24 @@ def _vehicle(
     for slot in sorted(by_slot.keys() | recorded.keys()):
         address = f"vehicle.{vin}.slot.{slot}"
         assignment, record = by_slot.get(slot), recorded.get(slot)
-        if assignment is not None:
+        if record is not None and record.kind == "Foreign":
+            if assignment is None:
+                continue  # a program of someone else's in a slot the manifests leave alone
+            schedule = desired.schedules.get(assignment.schedule)
+            if not (options.takeover or (schedule is not None and schedule.takeover)):
+                notices.append(
+                    Notice(
+                        address,
+                        "foreign",
+                        f"holds a program reconciler did not set; `takeover: true` on schedule "
+                        f"'{assignment.schedule}' (or --takeover) replaces it",
+                    )
+                )
+                continue
+            after = _assignment_view(assignment)
+            before = _record_view(record)
+            changes.append(Change(address, Action.UPDATE, before, after, _slot_diffs(before, after), cause="takeover"))
+        elif assignment is not None:
             after = _assignment_view(assignment)
             if record is None or record.kind == "Delete":
                 changes.append(Change(address, Action.CREATE, None, after, _slot_diffs(None, after)))

@@ -70,6 +70,7 @@ def plan_project(
     targets: tuple[str, ...] = (),
     excludes: tuple[str, ...] = (),
     retry_failed: bool = False,
+    takeover: bool = False,
     now: datetime | None = None,
 ) -> tuple[Plan, Desired, State | None, tuple[Diagnostic, ...]]:
     """Validate the manifests (secrets needed: they are fingerprinted), load the state, and plan."""
@@ -79,6 +80,7 @@ def plan_project(
         now=now or utcnow(),
         pending_timeout=project.settings.pending_timeout,
         retry_failed=retry_failed,
+        takeover=takeover,
         targets=tuple(Selector.parse(t) for t in targets),
         excludes=tuple(Selector.parse(e) for e in excludes),
         guards=project.settings.guards,
@@ -238,6 +240,7 @@ def apply_project(
     targets: tuple[str, ...] = (),
     excludes: tuple[str, ...] = (),
     retry_failed: bool = False,
+    takeover: bool = False,
     parallelism: int | None = None,
     wait: float | None = None,
     show: Callable[[Plan], None] = lambda plan: None,
@@ -263,6 +266,7 @@ def apply_project(
             now=utcnow(),
             pending_timeout=project.settings.pending_timeout,
             retry_failed=retry_failed,
+            takeover=takeover,
             targets=tuple(Selector.parse(t) for t in targets),
             excludes=tuple(Selector.parse(e) for e in excludes),
             guards=project.settings.guards,

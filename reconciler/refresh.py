@@ -115,10 +115,16 @@ def _vehicle(state: State, desired: Desired, vin: str, status: dict[str, Any]) -
         except (KeyError, TypeError, ValueError):
             continue
         live[program.slot] = program
-    recorded = state.slots.get(vin, {})
+    recorded = state.slots.setdefault(vin, {})
     wanted = {a.program.slot for a in desired.vehicles.get(vin, ())}
     drift = []
     for slot, record in sorted(recorded.items()):
+        if record.kind == "Foreign":
+            if slot not in live:
+                del recorded[slot]  # gone: the slot is free for the schedule again
+            elif live[slot] != record.program:
+                recorded[slot] = SlotRecord(live[slot], "", None, "Foreign", "")
+            continue
         action = state.actions.get(record.action) if record.action else None
         settled = record.action is None or (action is not None and action.outcome in DONE)
         if record.kind != "Set" or not settled:
@@ -136,6 +142,9 @@ def _vehicle(state: State, desired: Desired, vin: str, status: dict[str, Any]) -
             drift.append(
                 Drift("foreign", f"vehicle.{vin}.slot.{slot}", "a program reconciler did not set holds this slot")
             )
-    if not recorded:
+            recorded[slot] = SlotRecord(live[slot], "", None, "Foreign", "")  # the next plan will not clobber it
+    if recorded:
+        state.slots[vin] = recorded
+    else:
         state.slots.pop(vin, None)
     return drift

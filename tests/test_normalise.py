@@ -86,6 +86,7 @@ def test_normalise_fills_defaults_and_sorts() -> None:
             },
             {"slot": 3, "start": "PT8H0M", "days": ["Sat", "Sun"], "recurrence": "Daily", "enabled": True},
         ],
+        "takeover": False,
     }
     callback = normalise_document(
         {

@@ -63,3 +63,21 @@ def test_foreign_program_in_a_managed_slot_is_reported(repo: Path) -> None:  # n
         schedules.write_text(schedules.read_text() + """  - slot: 4\n    start: "21:00"\n    days: [Sun]\n""")
         found = json.loads(run("refresh", "--format", "json", cwd=repo, env=env).stdout)
         assert {(d["kind"], d["address"]) for d in found["drift"]} == {("foreign", f"vehicle.{vin}.slot.4")}
+        plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
+        assert f"vehicle.{vin}.slot.4" not in {c["address"] for c in plan["changes"]}  # not clobbered
+        assert [n["kind"] for n in plan["notices"] if n["address"] == f"vehicle.{vin}.slot.4"] == ["foreign"]
+        text = run("plan", cwd=repo, env=env).stdout
+        assert f"Left alone: vehicle.{vin}.slot.4 holds a program reconciler did not set" in text
+        forced = run("plan", "--takeover", cwd=repo, env=env).stdout
+        assert "~ slot 4: take over 22:00 Sun (not set by reconciler) -> 21:00 Sun" in forced
+        allow = ("--allow", "max_changed_vehicles")
+        assert run("apply", "--auto-approve", "--wait=30", *allow, cwd=repo, env=env).returncode == 0
+        assert {p["slot"]: p["start"] for p in httpx.get(f"{box.root}/_sandbox/vehicles/{vin}").json()["programs"]}[
+            4
+        ] == "PT22H0M"
+        schedules.write_text(schedules.read_text() + "takeover: true\n")
+        taken = run("apply", "--auto-approve", "--wait=30", *allow, cwd=repo, env=env)
+        assert taken.returncode == 0, taken.stdout + taken.stderr
+        held = {p["slot"]: p["start"] for p in httpx.get(f"{box.root}/_sandbox/vehicles/{vin}").json()["programs"]}
+        assert held[4] == "PT21H0M"
+        assert run("plan", "--detailed-exitcode", cwd=repo, env=env).returncode == 0

@@ -132,6 +132,7 @@ def _schedule(
         groups=tuple(data["vehicles"]["groups"]),
         programs=item.programs,
         source=document.source,
+        takeover=bool(data["takeover"]),
     )
 
 

@@ -96,6 +96,7 @@ def normalise_document(data: dict[str, Any]) -> dict[str, Any]:
             "vins": _vins(vehicles.get("vins", [])),
         }
         out["programs"] = sorted((normalise_program(p) for p in data["programs"]), key=lambda p: p["slot"])
+        out["takeover"] = data.get("takeover", False)
     elif kind == "Callback":
         webhook = data["webhook"]
         out["webhook"] = {

@@ -82,6 +82,12 @@ def _slot_line(change: Mapping[str, Any]) -> tuple[str, str]:
         return symbol, f"slot {slot}: {program_text(change['after'])}"
     if action == "delete":
         return symbol, f"slot {slot}: {program_text(change['before'])}"
+    if change.get("cause") == "takeover":
+        return (
+            symbol,
+            f"slot {slot}: take over {program_text(change['before'])} (not set by reconciler) -> "
+            + program_text(change["after"]),
+        )
     if action == "retry":
         what = "set " + program_text(change["after"]) if change["after"] else "delete"
         return symbol, f"slot {slot}: retry {what} ({change['cause']})"
@@ -171,6 +177,11 @@ def notice_lines(plan: Mapping[str, Any], pending_timeout: str = "") -> list[str
         slots = "slot" if len(in_flight) == 1 else "slots"
         cars = "vehicle is" if vehicles == 1 else "vehicles are"
         lines.append(f"In flight: {len(in_flight):,} {slots} on {vehicles:,} {cars} Pending; nothing to do yet.")
+    foreign = [n for n in plan["notices"] if n["kind"] == "foreign"]
+    for notice in foreign[:20]:
+        lines.append(f"Left alone: {notice['address']} {notice['detail']}")
+    if len(foreign) > 20:
+        lines.append(f"Left alone: {len(foreign) - 20:,} more slots holding programs reconciler did not set.")
     failed = [n for n in plan["notices"] if n["kind"] == "failed"]
     for notice in failed:
         lines.append(f"Failed: {notice['address']}: {notice['detail']}")

@@ -24,7 +24,8 @@ DONE = ("Success", "AlreadyDone")
 
 
 class SlotRecord(NamedTuple):
-    """What reconciler last asked of one slot: `kind` Set (holds `program`) or Delete (clears it).
+    """What reconciler last asked of one slot: `kind` Set (holds `program`) or Delete (clears it); or, with kind
+    Foreign, a program refresh found there that reconciler did not set.
 
     A named tuple rather than a dataclass: a large state holds hundreds of thousands of them.
     """
@@ -95,7 +96,8 @@ class State:
 
     @property
     def slot_count(self) -> int:
-        return sum(len(slots) for slots in self.slots.values())
+        """Slots reconciler manages (programs found there that it did not set are not counted)."""
+        return sum(1 for slots in self.slots.values() for record in slots.values() if record.kind != "Foreign")
 
     def outcome(self, record: SlotRecord) -> ActionRecord | None:
         return self.actions.get(record.action) if record.action else None
@@ -141,7 +143,7 @@ def _encode_slot(record: SlotRecord) -> list[Any]:
     return [program_text(record.program), record.callback, record.action, record.kind, record.schedule]
 
 
-_KINDS = {"Set": "Set", "Delete": "Delete"}
+_KINDS = {"Set": "Set", "Delete": "Delete", "Foreign": "Foreign"}
 _SLOTS = {"1": 1, "2": 2, "3": 3, "4": 4}
 
 
