@@ -30,6 +30,7 @@ from reconciler.project import (
     plan_project,
     read_plan,
     refresh_project,
+    write_live_manifests,
     write_plan,
 )
 from reconciler.render.diagnostics import RENDERERS
@@ -366,9 +367,26 @@ def refresh(project: Project, detailed_exitcode: bool, fmt: str) -> int:
     return int(code)
 
 
-@cli.group("import")
-def import_() -> None:
+@cli.group("import", invoke_without_command=True)
+@click.option(
+    "--write-manifests",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write manifests describing the live fleet into this folder (changes no state).",
+)
+@click.pass_context
+def import_(ctx: click.Context, folder: Path | None) -> int | None:
     """Adopt callbacks and vehicle programs that already exist, changing nothing on the API."""
+    if folder is not None:
+        if ctx.invoked_subcommand is not None:
+            raise click.UsageError("--write-manifests goes alone")
+        opened = open_project(ctx.obj.config, os.environ)
+        for line in write_live_manifests(opened, folder):
+            click.echo(line)
+        return 0
+    if ctx.invoked_subcommand is None:
+        raise click.UsageError("name what to import: callback NAME ID, callbacks, vehicles, or --write-manifests DIR")
+    return None
 
 
 def _adopt(project: Project, what: str, **options: Any) -> int:

@@ -231,6 +231,15 @@ def import_project(
     return lines
 
 
+def write_live_manifests(project: Project, folder: Path, transport: httpx.BaseTransport | None = None) -> list[str]:
+    """Manifests describing the live fleet (reads the API only; needs neither manifests nor state)."""
+    from reconciler.api.client import FleetClient
+    from reconciler.dump import write_manifests
+
+    with FleetClient(api_config(project), project.fleet, transport=transport) as client:
+        return write_manifests(client, folder)
+
+
 def apply_project(
     project: Project,
     environ: Mapping[str, str],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.servers import sandbox
 from tests.test_apply_e2e import environment, labels, repo  # noqa: F401
-from tests.test_cli import run
+from tests.test_cli import SECRETS, run
 
 
 def test_import_then_plan_shows_no_changes(repo: Path) -> None:  # noqa: F811
@@ -44,3 +44,25 @@ def test_import_one_callback_by_id_and_a_rotated_secret_shows(repo: Path) -> Non
         assert "rotated" not in plan
         unknown = run("import", "callback", "nope", live["id"], cwd=repo, env=env)
         assert unknown.returncode == 1 and "no Callback named 'nope' in the manifests" in unknown.stderr
+
+
+def test_write_manifests_describes_the_live_fleet_and_plans_no_changes(repo: Path, tmp_path: Path) -> None:  # noqa: F811
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = environment(box)
+        assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0
+        dumped = run("import", "--write-manifests", str(tmp_path / "dump"), cwd=repo, env=env)
+        assert dumped.returncode == 0, dumped.stderr
+        assert "set FLEET_OPS_AUTHORIZATION to the header's value before plan or apply" in dumped.stdout
+        text = (tmp_path / "dump" / "callbacks.yaml").read_text()
+        assert SECRETS["WEBHOOK_AUTH"] not in text and "${env:FLEET_OPS_AUTHORIZATION}" in text
+        # a new repo made of the dump, on a fresh state, adopts the fleet and then has nothing to do
+        onboard = tmp_path / "onboard"
+        shutil.copytree(tmp_path / "dump", onboard / "manifests")
+        shutil.copy(repo / "reconciler.yaml", onboard / "reconciler.yaml")
+        env2 = {**env, "FLEET_OPS_AUTHORIZATION": SECRETS["WEBHOOK_AUTH"]}
+        assert run("validate", "--strict", cwd=onboard, env=env2).returncode == 0
+        assert run("import", "callbacks", cwd=onboard, env=env2).returncode == 0
+        assert run("import", "vehicles", cwd=onboard, env=env2).returncode == 0
+        after = run("plan", "--detailed-exitcode", cwd=onboard, env=env2)
+        assert after.returncode == 0, after.stdout
+        assert run("import", cwd=repo, env=env).returncode == 64
