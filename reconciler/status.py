@@ -27,6 +27,12 @@ def fleet_status(
         if change.cause and change.cause.startswith("Failed: ") and change.vin:
             failed.add(change.vin)
             causes[change.cause[len("Failed: ") :]] += 1
+    drifted = {n.address.split(".")[1] for n in plan.notices if n.kind == "foreign"}
+    for change in plan.changes:  # a change against a program refresh saw on the vehicle repairs drift
+        if change.vin and change.before is not None and state is not None:
+            record = state.slots.get(change.vin, {}).get(int(change.address.rsplit(".", 1)[1]))
+            if record is not None and record.action is None:
+                drifted.add(change.vin)
     pending = [a.posted_at for a in (state.actions.values() if state else ()) if a.outcome in (None, "Pending")]
     events = list(events)
     received = [str(e.get("received_at")) for e in events if e.get("received_at")]
@@ -37,6 +43,7 @@ def fleet_status(
         "in_flight": len(in_flight),
         "to_change": len(changing - failed),
         "failed": len(failed),
+        "drifted": len(drifted),
         "failed_by_cause": dict(sorted(causes.items())),
         "oldest_pending": min(pending) if pending else None,
         "last_event": max(received + updated) if received or updated else None,
@@ -47,7 +54,7 @@ def fleet_status(
 def render_status(status: Mapping[str, Any], out: TextIO) -> None:
     out.write(
         f"Vehicles: {status['vehicles']:,}: {status['converged']:,} converged, {status['in_flight']:,} in flight, "
-        f"{status['to_change']:,} to change, {status['failed']:,} failed.\n"
+        f"{status['to_change']:,} to change ({status['drifted']:,} drifted), {status['failed']:,} failed.\n"
     )
     for cause, count in status["failed_by_cause"].items():
         out.write(f"  failed {cause}: {count:,} slots\n")

@@ -241,3 +241,40 @@ def test_every_request_body_validates_against_the_official_schemas() -> None:
                 checked += 1
                 break
     assert checked == 4
+
+
+def test_mutual_tls_context_loads_the_client_certificate_and_the_ca_bundle(tmp_path: Any) -> None:
+    import ssl
+
+    import trustme
+
+    from reconciler.api.client import tls_context
+
+    authority = trustme.CA()
+    client_cert = authority.issue_cert("fleet-client@example")
+    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client_cert.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    config = ApiConfig(
+        "https://api.example/v3",
+        "c",
+        "u",
+        "p",
+        client_cert=str(tmp_path / "client.pem"),
+        client_key=str(tmp_path / "client.key"),
+        ca_bundle=str(tmp_path / "ca.pem"),
+    )
+    context = tls_context(config)
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert len(context.get_ca_certs()) == 1  # the bundle given, not the system store
+    with pytest.raises(ssl.SSLError):
+        tls_context(
+            ApiConfig(
+                "https://a/",
+                "c",
+                "u",
+                "p",
+                client_cert=str(tmp_path / "ca.pem"),
+                client_key=str(tmp_path / "client.key"),
+            )
+        )

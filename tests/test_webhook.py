@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -191,6 +193,7 @@ def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(repo: P
         assert sum(status["failed_by_cause"].values()) >= len(failed)
         text = run("status", cwd=repo, env=env).stdout
         assert text.startswith(f"Vehicles: 30: {30 - len(failed)} converged, 0 in flight")
+        assert status["drifted"] == 0
 
 
 def test_a_receiver_down_for_a_while_loses_no_event(repo: Path) -> None:
@@ -238,3 +241,53 @@ def test_events_for_unknown_remote_actions_are_kept_and_flagged(setup: tuple[Pat
     assert backend.load().serial == serial  # type: ignore[union-attr]  # a kept event does not churn the state
     status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
     assert status["unmatched_events"] == 1
+
+
+def test_receiver_serves_https_with_the_given_certificate(repo: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import trustme
+
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1", "localhost")
+    certificate.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    certificate.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "reconciler",
+        "webhook",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--tls-cert",
+        str(tmp_path / "cert.pem"),
+        "--tls-key",
+        str(tmp_path / "key.pem"),
+    ]
+    env = {**os.environ, **SECRETS}
+    trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    with subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith(f"Receiving notifications on https://127.0.0.1:{port}/")
+            health = wait_for(lambda: _get(f"https://127.0.0.1:{port}/healthz", trusted))
+            assert health.json()["status"] == "ok"
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"https://127.0.0.1:{port}/healthz")  # not trusted without the CA: it is TLS for real
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+
+
+def _get(url: str, context: ssl.SSLContext) -> httpx.Response | None:
+    try:
+        return httpx.get(url, verify=context)
+    except httpx.ConnectError:
+        return None

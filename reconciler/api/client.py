@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,6 +48,14 @@ class ApiConfig:
     timeout: float = 30.0
 
 
+def tls_context(config: ApiConfig) -> ssl.SSLContext:
+    """Server verification (system CAs, or the configured bundle) and, for mutual TLS, the client certificate."""
+    context = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else ssl.create_default_context()
+    if config.client_cert:
+        context.load_cert_chain(config.client_cert, config.client_key)
+    return context
+
+
 class FleetClient:
     def __init__(
         self,
@@ -57,16 +66,12 @@ class FleetClient:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        cert = (
-            (config.client_cert, config.client_key) if config.client_cert and config.client_key else config.client_cert
-        )
         limits = httpx.Limits(max_connections=config.parallelism + 2, max_keepalive_connections=config.parallelism + 2)
         self.http = httpx.Client(
             base_url=config.url.rstrip("/") + "/",
             auth=(config.username, config.password),
             params={"client_id": config.client_id},
-            cert=cert,
-            verify=config.ca_bundle or True,
+            verify=tls_context(config),
             timeout=config.timeout,
             limits=limits,
             transport=transport,
