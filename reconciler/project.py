@@ -41,6 +41,26 @@ class Project:
     backend: StateBackend
     warnings: tuple[Diagnostic, ...] = ()
 
+    def plan_options(
+        self,
+        targets: tuple[str, ...],
+        excludes: tuple[str, ...],
+        *,
+        retry_failed: bool = False,
+        takeover: bool = False,
+        now: datetime | None = None,
+    ) -> PlanOptions:
+        """The planner's options from the settings and the command line (selectors checked here)."""
+        return PlanOptions(
+            now=now or utcnow(),
+            pending_timeout=self.settings.pending_timeout,
+            retry_failed=retry_failed,
+            takeover=takeover,
+            targets=tuple(Selector.parse(t) for t in targets),
+            excludes=tuple(Selector.parse(e) for e in excludes),
+            guards=self.settings.guards,
+        )
+
     def load_state(self, *, pending: bool = False) -> State | None:
         """The saved state; with `pending`, also what the journal and the events file hold that it does not
         (in memory only: a reader's view of the latest outcomes)."""
@@ -76,15 +96,7 @@ def plan_project(
     """Validate the manifests (secrets needed: they are fingerprinted), load the state, and plan."""
     desired, warnings = load_desired(project.settings.manifests, environ, strict=True)
     state = project.load_state(pending=True)
-    options = PlanOptions(
-        now=now or utcnow(),
-        pending_timeout=project.settings.pending_timeout,
-        retry_failed=retry_failed,
-        takeover=takeover,
-        targets=tuple(Selector.parse(t) for t in targets),
-        excludes=tuple(Selector.parse(e) for e in excludes),
-        guards=project.settings.guards,
-    )
+    options = project.plan_options(targets, excludes, retry_failed=retry_failed, takeover=takeover, now=now)
     plan = make_plan(desired, state, project.fleet, options)
     # unset API credentials matter to apply, not to a plan (which a pull request from a fork may run)
     relevant = tuple(d for d in project.warnings if d.rule != "env-missing")
@@ -271,15 +283,7 @@ def apply_project(
         Lease(project.backend, "apply"),
     ):
         state, recovered = writer_state(project, client)
-        options = PlanOptions(
-            now=utcnow(),
-            pending_timeout=project.settings.pending_timeout,
-            retry_failed=retry_failed,
-            takeover=takeover,
-            targets=tuple(Selector.parse(t) for t in targets),
-            excludes=tuple(Selector.parse(e) for e in excludes),
-            guards=project.settings.guards,
-        )
+        options = project.plan_options(targets, excludes, retry_failed=retry_failed, takeover=takeover)
         if plan_file is not None:
             plan = read_plan(plan_file)
             reason = stale_reason(plan, state, desired)
