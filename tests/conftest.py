@@ -14,7 +14,7 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 EXAMPLES = REPO / "examples"
-SHARED = REPO.parent / "shared"
+VENDOR = REPO / "vendor" / "stellantis"  # the official OpenAPI files, with a note of their origin
 
 _connect = socket.socket.connect
 

@@ -1,4 +1,4 @@
-"""The vendor's official OpenAPI files (../shared/stellantis), as JSON Schemas tests validate against.
+"""The vendor's official OpenAPI files (vendor/stellantis), as JSON Schemas tests validate against.
 
 Loaded through the project's YAML 1.2 loader, so keys like `on` (RemoteLights) stay strings.
 """
@@ -13,10 +13,10 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from reconciler.yamlload import load_file
-from tests.conftest import SHARED
+from tests.conftest import VENDOR
 
-API = SHARED / "stellantis" / "api-b2b.yaml"
-WEBHOOK = SHARED / "stellantis" / "api-b2b-webhook-template-v3.yaml"
+API = VENDOR / "api-b2b.yaml"
+WEBHOOK = VENDOR / "api-b2b-webhook-template-v3.yaml"
 _URI = "urn:stellantis:api-b2b"
 
 

@@ -1,6 +1,6 @@
 """The sandbox accepts exactly the request bodies the official schemas accept.
 
-Each corpus entry is labelled with the verdict expected from the official api-b2b.yaml (loaded from ../shared);
+Each corpus entry is labelled with the verdict expected from the official api-b2b.yaml (vendor/stellantis);
 the test checks that label against the official schema and against the sandbox over HTTP. Bodies that only
 the API's documented rules beyond the schema refuse (no action, two actions, a slot used twice) are tested in
 test_sandbox.py, not here.
@@ -18,7 +18,7 @@ import pytest
 
 from reconciler.manifests.normalise import REMOTE_TYPES
 from reconciler.sandbox import validation
-from tests.conftest import SHARED
+from tests.conftest import VENDOR
 from tests.official import official_errors
 from tests.servers import Sandbox, sandbox
 from tests.tools.extract_api_schemas import extract
@@ -187,4 +187,4 @@ def test_sandbox_gives_the_official_verdict_over_http(box: Sandbox) -> None:
 
 def test_packaged_extract_is_current() -> None:
     packaged = json.loads((resources.files("reconciler.sandbox") / "fleet-api.schema.json").read_text())
-    assert packaged == extract(str(SHARED / "stellantis" / "api-b2b.yaml"))
+    assert packaged == extract(str(VENDOR / "api-b2b.yaml"))

@@ -3,7 +3,7 @@
 The sandbox ships the extract (reconciler/sandbox/fleet-api.schema.json) because the official file is not part
 of the package; tests/test_sandbox_validation.py checks that the extract still equals a fresh one.
 
-    python -m tests.tools.extract_api_schemas ../shared/stellantis/api-b2b.yaml > reconciler/sandbox/fleet-api.schema.json
+    python -m tests.tools.extract_api_schemas vendor/stellantis/api-b2b.yaml > reconciler/sandbox/fleet-api.schema.json
 """
 
 from __future__ import annotations
