@@ -6,47 +6,53 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from reconciler.api import wire
 from reconciler.api.client import FleetClient
 from reconciler.callbacks import SECTIONS, SENSITIVE, callback_spec, fingerprint
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ApiAnswerError, ReconcilerError
 from reconciler.model import Desired
-from reconciler.refresh import live_program, live_spec
+from reconciler.refresh import live_spec
 from reconciler.state.model import SlotRecord, State
 from reconciler.state.record import record_callback
 
 
-def adopt_callback(state: State, desired: Desired, name: str, live: dict[str, Any]) -> None:
-    """Record the live callback `live` as the manifests' callback `name` (secrets as fingerprints only)."""
+def adopt_callback(state: State, desired: Desired, name: str, live: dict[str, Any], key: str | None = None) -> None:
+    """Record the live callback `live` as the manifests' callback `name` (secrets as fingerprints only, keyed
+    with `key`, else the state's salt)."""
     wanted = desired.callbacks.get(name)
     if wanted is None:
         raise ReconcilerError(f"no Callback named '{name}' in the manifests")
-    subscribe = live.get("subscribe") or {}
-    spec = live_spec(subscribe, callback_spec(wanted))
-    webhook = (subscribe.get("callback") or {}).get("webhook") or {}
+    identity = wire.callback_id(live)
+    if identity is None:
+        raise ApiAnswerError(f"the API's answer for callback '{name}' carries no id")
+    key = key or state.salt
+    subscription = wire.subscribe(live)
+    spec = live_spec(subscription, callback_spec(wanted))
+    hook = wire.webhook(subscription)
     secrets = {}
     if spec["webhook"]["target"] == SENSITIVE:
-        secrets["webhook.target"] = fingerprint(state.salt, "webhook.target", str(webhook.get("target", "")))
-    for attribute in webhook.get("attributes") or []:
-        path = f"webhook.{SECTIONS.get(str(attribute.get('type')), '')}.{attribute.get('key')}"
-        section, key = path.split(".")[1], str(attribute.get("key"))
-        if spec["webhook"].get(section, {}).get(key) == SENSITIVE:
-            secrets[path] = fingerprint(state.salt, path, str(attribute.get("value", "")))
-    record_callback(state, name, str(live.get("id")), spec, secrets, str(live.get("status", "Running")))
+        secrets["webhook.target"] = fingerprint(key, "webhook.target", wire.text(hook.get("target")) or "")
+    for kind, attribute, value in wire.attributes(hook):
+        section = SECTIONS[kind]
+        if spec["webhook"][section].get(attribute) == SENSITIVE:
+            path = f"webhook.{section}.{attribute}"
+            secrets[path] = fingerprint(key, path, value)
+    record_callback(state, name, identity, spec, secrets, wire.callback_status(live) or "Running")
 
 
-def adopt_callbacks(state: State, desired: Desired, client: FleetClient) -> list[str]:
+def adopt_callbacks(state: State, desired: Desired, client: FleetClient, key: str | None = None) -> list[str]:
     """Adopt every live callback whose label is a manifest callback's name; the names adopted."""
-    by_label: dict[str, list[dict[str, Any]]] = {}
+    by_label: dict[str | None, list[dict[str, Any]]] = {}
     for live in client.callbacks():
-        by_label.setdefault(str((live.get("subscribe") or {}).get("label")), []).append(live)
+        by_label.setdefault(wire.label(live), []).append(live)
     adopted = []
     for name in sorted(desired.callbacks):
         found = by_label.get(name, [])
         if len(found) > 1:
-            ids = ", ".join(str(c.get("id")) for c in found)
+            ids = ", ".join(str(wire.callback_id(c)) for c in found)
             raise ReconcilerError(f"{len(found)} callbacks carry the label '{name}' ({ids}): import one by id")
         if found:
-            adopt_callback(state, desired, name, found[0])
+            adopt_callback(state, desired, name, found[0], key)
             adopted.append(name)
     return adopted
 
@@ -61,15 +67,12 @@ def adopt_vehicles(state: State, desired: Desired, client: FleetClient, vins: It
         if vehicle is None:
             raise ReconcilerError(f"{vin} is not a vehicle of fleet {client.fleet}")
         assignments = {a.program.slot: a for a in desired.vehicles.get(vin, ())}
-        status = client.vehicle_status(vehicle)
-        air = (status.get("preconditioning") or {}).get("airConditioning") or {}
         count = 0
-        for data in air.get("programs") or []:
-            program = live_program(data)
-            assignment = assignments.get(program.slot)
+        for slot, program in sorted(wire.programs(client.vehicle_status(vehicle)).items()):
+            assignment = assignments.get(slot)
             if assignment is None:
                 continue  # a slot the manifests leave alone: not ours to record
-            state.slots.setdefault(vin, {})[program.slot] = SlotRecord(
+            state.slots.setdefault(vin, {})[slot] = SlotRecord(
                 program, assignment.callback, None, "Set", assignment.schedule
             )
             count += 1

@@ -3,7 +3,10 @@
 Order: callbacks created, updated and paused or resumed first (vehicle calls need their ids); then vehicles,
 concurrently with bounded parallelism and strictly one call at a time per vehicle; callback deletions last.
 Each call is journalled (fsync) before it is sent and after it is answered, and the state is saved as calls
-complete, so a run killed at any moment loses nothing the API accepted. A failed call fails its vehicle only.
+complete, so a run killed at any moment loses nothing the API accepted. A failed call fails its vehicle only;
+a systemic failure (the client's breaker), a signal or a lost lock stops the whole run: nothing more is sent,
+what is in flight finishes and is recorded. A remote carries a label unique to its journal intent, so one
+whose answer was lost is found on the API (by the client, or by the next run's recovery) instead of sent twice.
 """
 
 from __future__ import annotations
@@ -12,22 +15,37 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from reconciler.api import wire
 from reconciler.api.client import FleetClient
 from reconciler.callbacks import api_body, callback_spec, fingerprints
-from reconciler.errors import ApiError, ApiRequestError, ApiStatusError
+from reconciler.errors import (
+    ApiError,
+    ApiRequestError,
+    ApiStatusError,
+    ApiUnavailableError,
+    RunInterrupted,
+    StateError,
+)
 from reconciler.model import Desired
 from reconciler.plan import Call, CallKind, Change, Plan
 from reconciler.state.backend import StateBackend, isotime, utcnow
-from reconciler.state.journal import apply_result, fold, intent, result
+from reconciler.state.journal import apply_result, begin, fold, intent, result
+from reconciler.state.lock import Lease
 from reconciler.state.model import State
 from reconciler.state.record import outcome_of, record_outcome, record_remote
 
+T = TypeVar("T")
 SAVE_EVERY = 5.0  # seconds between state saves while vehicles are being worked on
-REMOTE_LABEL = "reconciler"
+REMOTE_LABEL = "reconciler"  # every remote's label starts so; the rest identifies its journal intent
+
+
+def remote_label(entry: dict[str, Any]) -> str:
+    """The label a remote is posted with: unique to its intent, so the API can be asked whether it arrived."""
+    return f"{REMOTE_LABEL}:{entry['id']}"
 
 
 @dataclass
@@ -77,12 +95,16 @@ class Applier:
         progress: Progress | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lease: Lease | None = None,
+        fingerprint_key: str | None = None,
     ) -> None:
         self.plan, self.desired, self.state, self.backend, self.client = plan, desired, state, backend, client
         self.parallelism = max(1, parallelism)
         self.progress = progress or Progress()
-        self.stop = stop or threading.Event()
+        self.stop = stop or client.stop
         self.clock = clock
+        self.lease = lease
+        self.key = fingerprint_key or state.salt
         self.lock = threading.Lock()
         self.report = ApplyReport()
         self.loaded_serial: int | None = state.serial if state.serial else None
@@ -90,6 +112,8 @@ class Applier:
         self.existing_callbacks: list[dict[str, Any]] | None = None
         self.by_address = {change.address: change for change in plan.changes}
         self.failures = 0
+        self.open: dict[str, dict[str, Any]] = {}  # journalled intents whose outcome is not known yet
+        self.begun = bool(state.serial)
 
     # ---- the run ----------------------------------------------------------------------------------------
 
@@ -113,10 +137,19 @@ class Applier:
                 self._guarded(call)
         finally:
             self.progress.finish()
-            self.save()
-            self.backend.clear_journal()
+            self.finish()
         self.report.elapsed = self.clock() - started
         return self.report
+
+    def finish(self) -> None:
+        """Save, then keep in the journal only the calls whose outcome is still unknown: the next writer
+        resolves them on the API (a callback by its label, a remote by its label) instead of guessing."""
+        self.save()
+        with self.lock:
+            unresolved = list(self.open.values())
+        self.backend.clear_journal()
+        if unresolved:
+            self.backend.append_journal(unresolved)
 
     def _guarded(self, call: Call) -> CallResult:
         if self.stop.is_set():
@@ -124,6 +157,11 @@ class Applier:
             return CallResult(call, False, "skipped")
         try:
             outcome = self._execute(call)
+        except (RunInterrupted, ApiUnavailableError):
+            # the run is stopping: this call was not sent, or its outcome is unknown and stays journalled
+            with self.lock:
+                self.report.skipped.append(call)
+            return CallResult(call, False, "skipped")
         except ApiStatusError as error:
             outcome = CallResult(call, False, f"HTTP {error.status}", str(error))
         except ApiRequestError as error:
@@ -193,57 +231,60 @@ class Applier:
         if call.kind is CallKind.DELETE_CALLBACK:
             if record is not None:
                 entry = self._journal_intent(intent("delete-callback", name=name))
-                self.client.delete_callback(record.id)
+                self._attempt(entry, self.client.delete_callback, record.id)
                 self._journal_result(entry, {})
             return CallResult(call, True)
         wanted = self.desired.callbacks[name]
-        spec, secrets = callback_spec(wanted), fingerprints(wanted, self.state.salt)
         if call.kind is CallKind.CALLBACK_STATUS:
             assert record is not None
-            entry = self._journal_intent(intent("callback-status", name=name, status=wanted.status))
-            self.client.set_callback_status(record.id, wanted.status)
-            self._journal_result(entry, {})
+            self._set_status(name, record.id, wanted.status)
             return CallResult(call, True)
-        body = api_body(wanted)
-        entry = self._journal_intent(
-            intent(call.kind.value, name=name, spec=spec, secrets=secrets, status=wanted.status)
-        )
+        spec, secrets, body = callback_spec(wanted), fingerprints(wanted, self.key), api_body(wanted)
         if call.kind is CallKind.UPDATE_CALLBACK:
             assert record is not None
-            self.client.update_callback(record.id, body)
-            callback_id = record.id
-        else:
-            callback_id = self._create_callback(name, body)
-            if wanted.status != "Running":
-                self.client.set_callback_status(callback_id, wanted.status)
-        self._journal_result(entry, {"callback_id": callback_id})
+            # a full PUT leaves the status as it is: the status is recorded only when a status call confirms it
+            entry = self._journal_intent(
+                intent(call.kind.value, name=name, spec=spec, secrets=secrets, status=record.status)
+            )
+            self._attempt(entry, self.client.update_callback, record.id, body)
+            self._journal_result(entry, {"callback_id": record.id})
+            return CallResult(call, True)
+        entry = self._journal_intent(intent(call.kind.value, name=name, spec=spec, secrets=secrets, status="Running"))
+        callback_id, status = self._attempt(entry, self._create_callback, name, body)
+        self._journal_result(entry, {"callback_id": callback_id}, status=status)
+        if wanted.status != status:
+            self._set_status(name, callback_id, wanted.status)
         return CallResult(call, True)
 
-    def _create_callback(self, name: str, body: dict[str, Any]) -> str:
-        """Create, unless a callback with this label exists (made by a run whose answer was lost): adopt it."""
+    def _set_status(self, name: str, callback_id: str, status: str) -> None:
+        entry = self._journal_intent(intent("callback-status", name=name, status=status))
+        self._attempt(entry, self.client.set_callback_status, callback_id, status)
+        self._journal_result(entry, {})
+
+    def _create_callback(self, name: str, body: dict[str, Any]) -> tuple[str, str]:
+        """(id, status) of the callback created, or of one with this label that exists already (made by a run
+        whose answer was lost), which is adopted and brought up to date."""
         found = self.find_label(name)
         if found is not None:
-            self.client.update_callback(found, body)
+            self.client.update_callback(found[0], body)
             return found
         try:
-            return self.client.create_callback(body)
+            return self.client.create_callback(body), "Running"
         except (ApiRequestError, ApiStatusError) as error:
             if isinstance(error, ApiStatusError) and error.status < 500:
                 raise
             self.existing_callbacks = None  # the outcome is unknown: ask the API
             found = self.find_label(name)
             if found is None:
-                return self.client.create_callback(body)
-            self.client.update_callback(found, body)
+                return self.client.create_callback(body), "Running"
+            self.client.update_callback(found[0], body)
             return found
 
-    def find_label(self, name: str) -> str | None:
+    def find_label(self, name: str) -> tuple[str, str] | None:
+        """(id, status) of the live callback labelled `name`, if any."""
         if self.existing_callbacks is None:
             self.existing_callbacks = self.client.callbacks()
-        for callback in self.existing_callbacks:
-            if (callback.get("subscribe") or {}).get("label") == name and callback.get("id"):
-                return str(callback["id"])
-        return None
+        return wire.labelled(self.existing_callbacks, name)
 
     def _remote(self, call: Call) -> CallResult:
         assert call.vin is not None
@@ -256,13 +297,16 @@ class Applier:
         if record is None:
             return CallResult(call, False, "callback missing", f"callback.{call.callback} has no id in the state")
         described = call.to_dict()
-        body = {"label": REMOTE_LABEL, "preconditioning": {"airConditioning": {"programs": described["programs"]}}}
         views = {c.address: {"schedule": (c.after or c.before or {}).get("schedule", "")} for c in self._changes(call)}
-        entry = self._journal_intent(intent("remote", call=described, views=views))
-        action_id, _ = self.client.post_remote(vehicle, record.id, body)
+        entry = intent("remote", call=described, views=views)
+        entry["label"] = remote_label(entry)
+        self._journal_intent(entry)
+        body = {"label": entry["label"], "preconditioning": {"airConditioning": {"programs": described["programs"]}}}
+        action_id, _ = self._attempt(entry, self.client.post_remote, vehicle, record.id, body)
         posted = {"action_id": action_id, "posted_at": isotime(utcnow())}
         self.backend.append_journal([result(entry, True, **posted)])
         with self.lock:  # the call object itself, not its journalled form: same record, less work
+            self.open.pop(entry["id"], None)
             record_remote(self.state, call, views, action_id, posted["posted_at"])
         return CallResult(call, True, action_id=action_id)
 
@@ -270,36 +314,66 @@ class Applier:
         return [self.by_address[address] for address in call.changes]
 
     def vehicle_id(self, vin: str) -> str | None:
+        """The vehicle id of a VIN, from the index read once per run before planning; a VIN it lacks is
+        recorded as not in the fleet (plans show it as such until the fleet's list holds it)."""
         with self.lock:
             known = self.state.vehicles_index.get(vin)
-            if known is not None:
-                return known
-            fetched = self.client.vehicles()  # an unknown VIN: read the fleet's vehicles again
-            self.state.vehicles_index.update(fetched)
-            return fetched.get(vin)
+            if known is None:
+                self.state.not_in_fleet.setdefault(vin, isotime(utcnow()))
+            return known
 
     # ---- journal and state --------------------------------------------------------------------------------
 
     def _journal_intent(self, entry: dict[str, Any]) -> dict[str, Any]:
-        self.backend.append_journal([{**entry, "at": isotime(utcnow())}])
+        stamped = {**entry, "at": isotime(utcnow())}
+        with self.lock:
+            first = not self.begun
+            self.begun = True
+            self.open[entry["id"]] = stamped
+        # the first entry of a state never saved says which lineage and fingerprint salt its results belong to
+        self.backend.append_journal([begin(self.state), stamped] if first else [stamped])
         return entry
 
-    def _journal_result(self, entry: dict[str, Any], data: dict[str, Any]) -> None:
+    def _attempt(self, entry: dict[str, Any], send: Callable[..., T], *args: Any) -> T:
+        """Make the journalled call; when the API surely did not do it (an error answer other than 5xx, or a
+        request never sent), journal that, so only calls of unknown outcome are left for recovery."""
+        try:
+            return send(*args)
+        except (ApiStatusError, ApiRequestError) as error:
+            refused = error.status < 500 if isinstance(error, ApiStatusError) else not error.sent
+            if refused:
+                self.backend.append_journal([result(entry, False, error=str(error)[:300])])
+                with self.lock:
+                    self.open.pop(entry["id"], None)
+            raise
+
+    def _journal_result(self, entry: dict[str, Any], data: dict[str, Any], **recorded: Any) -> None:
         self.backend.append_journal([result(entry, True, **data)])
         with self.lock:
-            apply_result(self.state, entry, data)
+            self.open.pop(entry["id"], None)
+            apply_result(self.state, {**entry, **recorded}, data)
 
     def save(self) -> None:
         with self.lock:
-            self.loaded_serial = self.backend.save(self.state, self.loaded_serial)
+            self.loaded_serial = self.backend.save(
+                self.state, self.loaded_serial, lock=self.lease.id if self.lease else None
+            )
             self.last_save = self.clock()
 
     # ---- waiting for outcomes -----------------------------------------------------------------------------
 
-    def wait_for_outcomes(
-        self, timeout: float, interval: float = 2.0, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
-        """Poll each remote this run posted until Done or `timeout`; record outcomes into the state."""
+    def wait_for_outcomes(self, timeout: float, interval: float = 2.0) -> None:
+        """Poll each remote this run posted until Done or `timeout`; record outcomes into the state. A signal
+        or the breaker ends the wait early (what is known by then is recorded)."""
+        try:
+            self._poll(timeout, interval)
+        except RunInterrupted:
+            pass
+        finally:
+            self._count_outcomes()
+            self.save()
+
+    def _poll(self, timeout: float, interval: float) -> None:
         pending = {r.action_id: r.call for r in self.report.results if r.ok and r.action_id}
         deadline = self.clock() + timeout
         while pending and not self.stop.is_set():
@@ -312,25 +386,32 @@ class Applier:
                     continue
                 try:
                     answer = self.client.remote(vehicle, record.id, action_id)
+                except ApiUnavailableError:
+                    raise
                 except ApiError:
+                    continue  # this one stays pending; the breaker stops the wait if it is not just this one
+                status = answer.get("status")
+                if not isinstance(status, str):
                     continue
-                status = str(answer.get("status", ""))
+                cause = answer.get("failureCause")
                 outcome = outcome_of(status)
                 with self.lock:
                     record_outcome(
                         self.state,
                         action_id,
                         outcome,
-                        status=status,
-                        cause=answer.get("failureCause"),
+                        status=status[:100],
+                        cause=cause[:100] if isinstance(cause, str) else None,
                         at=isotime(utcnow()),
                     )
                 if outcome != "Pending":
                     pending.pop(action_id)
             if pending and self.clock() < deadline:
-                sleep(interval)
+                self.client.wait(interval)
             elif pending:
                 break
+
+    def _count_outcomes(self) -> None:
         counts: Counter[str] = Counter()
         causes: Counter[str] = Counter()
         for r in self.report.results:
@@ -340,28 +421,50 @@ class Applier:
                 if action.outcome == "Failed":
                     causes[action.cause or "unknown"] += 1
         self.report.outcomes, self.report.causes = counts, causes
-        self.save()
 
 
 def recover(state: State, backend: StateBackend, client: FleetClient | None) -> int:
-    """Fold what a previous run journalled into `state`; resolve callback creates whose outcome is unknown.
+    """Fold what a previous run journalled into `state`, and resolve on the API the calls whose outcome is
+    unknown: a callback create by its label, a remote by the label it was posted with.
 
-    Returns how many journal entries were folded. Without a client (plan), unknown creates stay unknown and the
-    next apply resolves them.
+    Returns how many journal entries were folded. Without a client (plan), unknown calls stay unknown and the
+    next writer resolves them.
     """
     entries = backend.read_journal()
     if not entries:
         return 0
-    unknown = fold(state, entries)
-    creates = [entry for entry in unknown if entry["op"] == "create-callback"]
-    if creates and client is not None:
-        existing = client.callbacks()
-        for entry in creates:
-            for callback in existing:
-                if (callback.get("subscribe") or {}).get("label") == entry["name"] and callback.get("id"):
-                    apply_result(state, entry, {"callback_id": str(callback["id"])})
-                    break
+    unknown = fold(state, entries, str(getattr(backend, "journal_path", "the journal")))
+    if client is not None:
+        creates = [entry for entry in unknown if entry["op"] == "create-callback"]
+        if creates:
+            existing = client.callbacks()
+            for entry in creates:
+                found = wire.labelled(existing, str(entry.get("name")))
+                if found is not None:  # created: recorded with the status the API shows, not the one wanted
+                    apply_result(state, {**entry, "status": found[1]}, {"callback_id": found[0]})
+        for entry in unknown:
+            if entry["op"] == "remote" and isinstance(entry.get("label"), str):
+                _adopt_remote(state, client, entry)
+    try:  # whatever the journal held, the state it made must read back
+        State.from_dict(state.to_dict(), "the state recovered from the journal")
+    except StateError as error:
+        raise StateError(f"{error}; nothing was saved") from error
     return len(entries)
+
+
+def _adopt_remote(state: State, client: FleetClient, entry: Mapping[str, Any]) -> None:
+    """A remote a killed run posted without learning the answer: when the API has it, record it as posted."""
+    try:
+        call = Call.from_dict(entry["call"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise StateError(f"the journal is corrupt: a remote intent cannot be read ({error})") from error
+    record = state.callbacks.get(call.callback)
+    vehicle = state.vehicles_index.get(call.vin or "")
+    if record is None or vehicle is None:
+        return
+    found = client.find_remote(vehicle, record.id, entry["label"])
+    if found is not None:
+        record_remote(state, call, entry.get("views") or {}, found[0], str(entry.get("at") or isotime(utcnow())))
 
 
 def summary_lines(report: ApplyReport, waited: bool) -> list[str]:

@@ -300,14 +300,18 @@ def apply(
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C or SIGTERM: stop sending, finish the calls in flight, save. A second one aborts."""
+def stop_on_signals(
+    stop: threading.Event,
+    message: str = "Stopping: finishing the calls in flight and saving the state (again to abort).",
+) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM: stop sending (waits end at once), finish the calls in flight, save. A second
+    one aborts."""
 
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        click.echo("\nStopping: finishing the calls in flight and saving the state (again to abort).", err=True)
+        click.echo("\n" + message, err=True)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -349,21 +353,34 @@ def show(project: Project, plan_file: Path | None, show_state: bool, fmt: str) -
 def refresh(project: Project, detailed_exitcode: bool, fmt: str) -> int:
     """Read back the live callbacks and vehicle programs, record them, and report drift by class."""
     opened = open_project(project.config, os.environ)
-    with terminate_as_interrupt():
-        drift = refresh_project(opened, os.environ)
+    stop = threading.Event()
+    with stop_on_signals(stop, "Stopping: finishing the reads in flight (again to abort)."):
+        found = refresh_project(opened, os.environ, stop=stop)
+    drift = found.drift
     code = ExitCode.CHANGES if detailed_exitcode and drift else ExitCode.OK
+    if found.unread:
+        code = ExitCode.PARTIAL  # the drift reported is incomplete
     if fmt == "json":
         items = [{"kind": d.kind, "address": d.address, "detail": d.detail} for d in drift]
-        json.dump({"result": code.result, "drift": items}, sys.stdout, indent=2, sort_keys=True)
+        unread = [{"vin": vin, "error": error} for vin, error in sorted(found.unread.items())]
+        json.dump({"result": code.result, "drift": items, "unread": unread}, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return int(code)
     for item in drift:
         click.echo(f"  {item.kind:16s} {item.address}: {item.detail}")
     counts = Counter(item.kind for item in drift)
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-    click.echo(
-        f"Drift: {summary}. The next plan repairs it." if drift else "No drift: the fleet holds what was recorded."
-    )
+    if drift:
+        click.echo(f"Drift: {summary}. The next plan repairs it.")
+    if found.unread:
+        shown = sorted(found.unread.items())[:10]
+        click.echo(f"Could not read {len(found.unread):,} vehicle(s); drift on them is unknown:")
+        for vin, error in shown:
+            click.echo(f"  {vin}: {error}")
+        if len(found.unread) > len(shown):
+            click.echo(f"  ... and {len(found.unread) - len(shown):,} more (--format json lists them all)")
+    elif not drift:
+        click.echo("No drift: the fleet holds what was recorded.")
     return int(code)
 
 
@@ -381,7 +398,10 @@ def import_(ctx: click.Context, folder: Path | None) -> int | None:
         if ctx.invoked_subcommand is not None:
             raise click.UsageError("--write-manifests goes alone")
         opened = open_project(ctx.obj.config, os.environ)
-        for line in write_live_manifests(opened, folder):
+        stop = threading.Event()
+        with stop_on_signals(stop, "Stopping (again to abort)."):
+            lines = write_live_manifests(opened, folder, stop=stop)
+        for line in lines:
             click.echo(line)
         return 0
     if ctx.invoked_subcommand is None:
@@ -391,8 +411,9 @@ def import_(ctx: click.Context, folder: Path | None) -> int | None:
 
 def _adopt(project: Project, what: str, **options: Any) -> int:
     opened = open_project(project.config, os.environ)
-    with terminate_as_interrupt():
-        lines = import_project(opened, os.environ, what, **options)
+    stop = threading.Event()
+    with stop_on_signals(stop, "Stopping (again to abort)."):
+        lines = import_project(opened, os.environ, what, stop=stop, **options)
     for line in lines:
         click.echo(line)
     click.echo(f"Imported {len(lines)} item{'s' if len(lines) != 1 else ''}; run plan to see what still differs.")
@@ -497,13 +518,13 @@ def state_show(project: Project, address: str) -> int:
 def state_rm(project: Project, address: tuple[str, ...]) -> int:
     """Forget addresses without calling the API (the next plan creates them again if still desired)."""
     opened = open_project(project.config, os.environ)
-    with terminate_as_interrupt(), Lease(opened.backend, "state rm"):
+    with terminate_as_interrupt(), Lease(opened.backend, "state rm") as lease:
         recorded = opened.load_state()
         if recorded is None:
             raise StateError("there is no recorded state yet")
         loaded = recorded.serial
         forgotten = sum(remove(recorded, text) for text in address)
-        serial = opened.backend.save(recorded, loaded)
+        serial = opened.backend.save(recorded, loaded, lock=lease.id)
     click.echo(f"Forgot {forgotten} item{'s' if forgotten != 1 else ''}; state serial {serial}.")
     return 0
 

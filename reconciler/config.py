@@ -59,6 +59,7 @@ class ApiSettings:
     rate_limit: float = 20.0
     parallelism: int = 8
     timeout: float = 30.0
+    max_retry_wait: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class StateSettings:
     backend: str = "file"
     path: EnvValue | None = None
     dsn: EnvValue | None = None
+    fingerprint_key: EnvValue | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,12 +228,14 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
             rate_limit=float(api.get("rate_limit", 20)),
             parallelism=int(api.get("parallelism", 8)),
             timeout=float(api.get("timeout", 30)),
+            max_retry_wait=float(api.get("max_retry_wait", 60)),
         ),
         state=StateSettings(
             backend=state.get("backend", "file"),
             path=text("state", "path")
             or EnvValue(".reconciler/state.json", ".reconciler/state.json", Source("default")),
             dsn=text("state", "dsn"),
+            fingerprint_key=text("state", "fingerprint_key"),
         ),
         guards={name: Limit.parse(value) for name, value in data.get("guards", {}).items()},
         pending_timeout=parse_duration(data.get("pending_timeout", "30m")),

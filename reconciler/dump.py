@@ -1,7 +1,9 @@
 """`reconciler import --write-manifests DIR`: manifests that describe the live fleet, like octodns-dump.
 
-Callbacks become Callback documents (header values are never written: each becomes a `${env:...}` reference
-to set); vehicles holding the same programs become one VehicleGroup and one Preconditioning schedule.
+Callbacks become Callback documents (header and query values, which carry credentials, are never written: each
+becomes a `${env:...}` reference to set); vehicles holding the same programs become one VehicleGroup and one
+Preconditioning schedule. Start times are written quoted ("07:30"), as YAML 1.1 readers would take 07:30 for
+a number.
 """
 
 from __future__ import annotations
@@ -13,12 +15,23 @@ from typing import Any
 
 import yaml
 
+from reconciler.api import wire
 from reconciler.api.client import FleetClient
 from reconciler.manifests.files import display_name
-from reconciler.refresh import live_program
 from reconciler.render.blocks import days_text, hhmm
 
 HEADER = "# Written by reconciler import --write-manifests from the live fleet; review before committing.\n"
+
+
+class Quoted(str):
+    """A string always written in double quotes."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(Quoted, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, '"'))
 
 
 def _name(text: str, fallback: str) -> str:
@@ -29,39 +42,37 @@ def _name(text: str, fallback: str) -> str:
 def write_manifests(client: FleetClient, folder: Path) -> list[str]:
     """Write callbacks.yaml and fleet.yaml into `folder`; the lines to show (files, variables to set)."""
     folder.mkdir(parents=True, exist_ok=True)
-    callbacks, variables = [], []
+    callbacks: list[dict[str, Any]] = []
+    variables: list[tuple[str, str]] = []
     names: dict[str, str] = {}
     for index, live in enumerate(client.callbacks()):
-        subscribe = live.get("subscribe") or {}
-        name = _name(str(subscribe.get("label") or ""), f"callback-{index + 1}")
-        names[str(live.get("id"))] = name
-        webhook = (subscribe.get("callback") or {}).get("webhook") or {}
+        subscription = wire.subscribe(live)
+        name = _name(wire.label(live) or "", f"callback-{index + 1}")
+        names[str(wire.callback_id(live))] = name
+        webhook = wire.webhook(subscription)
+        remote_types = subscription.get("remoteTypes")
         document: dict[str, Any] = {
             "kind": "Callback",
             "name": name,
-            "webhook": {"target": webhook.get("target"), "name": webhook.get("name")},
-            "remoteTypes": list(subscribe.get("remoteTypes") or []),
+            "webhook": {"target": wire.text(webhook.get("target")), "name": wire.text(webhook.get("name"))},
+            "remoteTypes": [t for t in remote_types if isinstance(t, str)] if isinstance(remote_types, list) else [],
         }
-        for attribute in webhook.get("attributes") or []:
-            section = {"Header": "headers", "Query": "query", "Body": "body"}.get(str(attribute.get("type")))
-            if section is None:
-                continue
-            value = str(attribute.get("value", ""))
-            if section == "headers":  # a secret: reference a variable, never write the value
-                variable = re.sub(r"[^A-Z0-9]+", "_", f"{name}_{attribute.get('key')}".upper()).strip("_")
-                variables.append(variable)
+        for kind, key, value in wire.attributes(webhook):
+            section = {"Header": "headers", "Query": "query", "Body": "body"}[kind]
+            if section in ("headers", "query"):  # credentials: reference a variable, never write the value
+                variable = re.sub(r"[^A-Z0-9]+", "_", f"{name}_{key}".upper()).strip("_")
+                variables.append((variable, "header" if section == "headers" else "query parameter"))
                 value = f"${{env:{variable}}}"
-            document["webhook"].setdefault(section, {})[str(attribute.get("key"))] = value
+            document["webhook"].setdefault(section, {})[key] = value
         for key in ("retryPolicy", "batchNotify"):
-            if key in subscribe:
-                document[key] = subscribe[key]
-        if live.get("status") == "Paused":
+            if isinstance(subscription.get(key), dict):
+                document[key] = subscription[key]
+        if wire.callback_status(live) == "Paused":
             document["status"] = "Paused"
         callbacks.append(document)
     by_programs: dict[tuple[Any, ...], list[str]] = defaultdict(list)
     for vin, vehicle in sorted(client.vehicles().items()):
-        air = (client.vehicle_status(vehicle).get("preconditioning") or {}).get("airConditioning") or {}
-        programs = tuple(sorted((live_program(p) for p in air.get("programs") or []), key=lambda p: p.slot))
+        programs = tuple(program for _, program in sorted(wire.programs(client.vehicle_status(vehicle)).items()))
         if programs:
             by_programs[programs].append(vin)
     fleet_docs: list[dict[str, Any]] = []
@@ -79,7 +90,7 @@ def write_manifests(client: FleetClient, folder: Path) -> list[str]:
                 "programs": [
                     {
                         "slot": p.slot,
-                        "start": hhmm(p.start),
+                        "start": Quoted(hhmm(p.start)),
                         "days": list(p.days),
                         "recurrence": p.recurrence,
                         "enabled": p.enabled,
@@ -92,8 +103,8 @@ def write_manifests(client: FleetClient, folder: Path) -> list[str]:
     for file, documents in (("callbacks.yaml", callbacks), ("fleet.yaml", fleet_docs)):
         if documents:
             path = folder / file
-            path.write_text(HEADER + yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=None))
+            path.write_text(HEADER + yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, default_flow_style=None))
             written.append(f"wrote {display_name(path)} ({len(documents)} documents)")
-    for variable in variables:
-        written.append(f"set {variable} to the header's value before plan or apply")
+    for variable, what in variables:
+        written.append(f"set {variable} to the {what}'s value before plan or apply")
     return written

@@ -8,9 +8,13 @@
     |   +-- GuardError              exit 4  (a guard blocks apply)
     +-- StateError                  exit 1
     |   +-- LockedError             exit 5  (another writer holds the lock)
+    |       +-- LockLostError       exit 5  (the lock was taken over during the run)
     +-- ApiError                    exit 1
-        +-- ApiRequestError         (no answer: connection, timeout; `sent` when the outcome is unknown)
-        +-- ApiStatusError          (an error answer: status, code, uuid, message)
+    |   +-- ApiRequestError         (no answer: connection, timeout; `sent` when the outcome is unknown)
+    |   +-- ApiStatusError          (an error answer: status, code, uuid, message)
+    |   +-- ApiAnswerError          (an answer that is not what the API documents)
+    |   +-- ApiUnavailableError     (a systemic failure stopped the run: unreachable, refused, quota)
+    +-- RunInterrupted              exit 130 (Ctrl-C or SIGTERM: the run stopped sending)
 
 The CLI turns these into exit codes through `exit_code_for`, in one place.
 """
@@ -101,6 +105,10 @@ class LockedError(StateError):
     exit_code = ExitCode.LOCKED
 
 
+class LockLostError(LockedError):
+    """Another writer took the lock over while this run held it: this run must not save any more."""
+
+
 class ApiError(ReconcilerError):
     """The Fleet API could not be used for a call."""
 
@@ -135,6 +143,21 @@ class ApiStatusError(ApiError):
     @property
     def retryable(self) -> bool:
         return self.status == 429 or self.status >= 500
+
+
+class ApiAnswerError(ApiError):
+    """The API answered 2xx with something that is not what it documents (not JSON, a field missing...)."""
+
+
+class ApiUnavailableError(ApiError):
+    """A systemic failure stopped the run: nothing more is sent (the API unreachable, the credentials refused,
+    or a quota wait longer than api.max_retry_wait)."""
+
+
+class RunInterrupted(ReconcilerError):
+    """The first Ctrl-C or SIGTERM: the run stops sending; what is in flight finishes and is recorded."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 def exit_code_for(error: BaseException) -> ExitCode:

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 from reconciler.config import Settings, load_settings
 from reconciler.diagnostics import Diagnostic
-from reconciler.errors import ExitCode, PlanError, ReconcilerError, StateError
+from reconciler.envsubst import EnvValue
+from reconciler.errors import ApiUnavailableError, ConfigError, ExitCode, PlanError, ReconcilerError, StateError
 from reconciler.manifests import load_desired
 from reconciler.model import Desired
 from reconciler.plan import Plan, canonical_json
 from reconciler.planner import PlanOptions, Selector, make_plan
-from reconciler.state.backend import StateBackend, utcnow
+from reconciler.state.backend import StateBackend, isotime, utcnow
 from reconciler.state.events import fold_events
 from reconciler.state.journal import fold
 from reconciler.state.lock import Lease
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # the API client and httpx load only for the commands that ca
 
     from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
     from reconciler.apply import ApplyReport, Progress
-    from reconciler.refresh import Drift
+    from reconciler.refresh import Refreshed
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +60,27 @@ class Project:
             targets=tuple(Selector.parse(t) for t in targets),
             excludes=tuple(Selector.parse(e) for e in excludes),
             guards=self.settings.guards,
+            fingerprint_key=self.fingerprint_key,
         )
+
+    @property
+    def fingerprint_key(self) -> str | None:
+        """The key of secret fingerprints when `state.fingerprint_key` is set (else the state's own salt)."""
+        key = self.settings.state.fingerprint_key
+        return self.settings.require(key, "state.fingerprint_key") if key is not None else None
 
     def load_state(self, *, pending: bool = False) -> State | None:
         """The saved state; with `pending`, also what the journal and the events file hold that it does not
-        (in memory only: a reader's view of the latest outcomes)."""
+        (in memory only: a reader's view of the latest outcomes). A first run still going, or killed before its
+        first save, has a journal and no state yet: its calls are then all there is to show."""
         state = self.backend.load()
-        if state is not None and pending:
-            fold(state, self.backend.read_journal())
-            fold_events(state, self.backend.read_events())
+        if pending:
+            journal = self.backend.read_journal()
+            if state is None and journal:
+                state = State.new(self.fleet)
+            if state is not None:
+                fold(state, journal, "the journal")
+                fold_events(state, self.backend.read_events())
         if state is not None and state.fleet != self.fleet:
             assert self.settings.fleet is not None
             raise StateError(
@@ -122,29 +135,40 @@ def read_plan(path: Path) -> Plan:
 
 
 def api_config(project: Project, parallelism: int | None = None) -> ApiConfig:
-    """The API settings apply needs; ConfigError naming each missing one (and the variable it names)."""
+    """The API settings the commands that call the API need; one ConfigError naming every missing one (and
+    the variables they name) at once."""
     from reconciler.api.client import ApiConfig
 
     settings = project.settings
     api = settings.api
-    optional = {
-        name: settings.path(value, f"api.{name}").as_posix() if value is not None else None
-        for name, value in (
-            ("client_cert", api.client_cert),
-            ("client_key", api.client_key),
-            ("ca_bundle", api.ca_bundle),
-        )
-    }
-    return ApiConfig(
-        url=settings.require(api.url, "api.url"),
-        client_id=settings.require(api.client_id, "api.client_id"),
-        username=settings.require(api.username, "api.username"),
-        password=settings.require(api.password, "api.password"),
+    missing: list[Diagnostic] = []
+
+    def need(value: EnvValue | None, what: str) -> str:
+        try:
+            return settings.require(value, what)
+        except ConfigError as error:
+            missing.extend(error.diagnostics)
+            return ""
+
+    def path(value: EnvValue | None, what: str) -> str | None:
+        return (settings.root / need(value, what)).as_posix() if value is not None else None
+
+    config = ApiConfig(
+        url=need(api.url, "api.url"),
+        client_id=need(api.client_id, "api.client_id"),
+        username=need(api.username, "api.username"),
+        password=need(api.password, "api.password"),
+        client_cert=path(api.client_cert, "api.client_cert"),
+        client_key=path(api.client_key, "api.client_key"),
+        ca_bundle=path(api.ca_bundle, "api.ca_bundle"),
         rate_limit=api.rate_limit,
         parallelism=parallelism or api.parallelism,
         timeout=api.timeout,
-        **optional,
+        max_retry_wait=api.max_retry_wait,
     )
+    if missing:
+        raise ConfigError(missing)
+    return config
 
 
 @dataclass
@@ -171,19 +195,23 @@ class ApplyRun:
         return ExitCode.OK
 
 
-def writer_state(project: Project, client: FleetClient) -> tuple[State, int]:
+def writer_state(project: Project, client: FleetClient, lease: Lease, *, save_events: bool = True) -> tuple[State, int]:
     """The state as a writer (holding the lock) starts from: what an earlier run journalled and what the
-    receiver recorded are folded in and saved first. Also how many journal entries were folded."""
+    receiver recorded are folded in and saved first. Also how many journal entries were folded.
+
+    Without `save_events` (refresh: a drift check must not move the serial that saved plans are bound to),
+    events are folded in memory only and stay in the events file for the next writer.
+    """
     from reconciler.apply import recover
 
     state = project.load_state() or State.new(project.fleet)
     recovered = recover(state, project.backend, client)
     events = project.backend.read_events()
     changed, unknown = fold_events(state, events)
-    if recovered or changed:
-        state.serial = project.backend.save(state, state.serial or None)
+    if recovered or (changed and save_events):
+        state.serial = project.backend.save(state, state.serial or None, lock=lease.id)
         project.backend.clear_journal()
-    if len(unknown) < len(events):
+    if save_events and len(unknown) < len(events):
         # events for remote actions the state does not know are kept, flagged, for `status` to show
         strangers = set(unknown)
         kept = [{**e, "unmatched": True} for e in events if str(e.get("remoteActionId")) in strangers]
@@ -193,21 +221,31 @@ def writer_state(project: Project, client: FleetClient) -> tuple[State, int]:
 
 
 def refresh_project(
-    project: Project, environ: Mapping[str, str], transport: httpx.BaseTransport | None = None
-) -> list[Drift]:
-    """Read back the live API, record what is there, and return the drift found."""
+    project: Project,
+    environ: Mapping[str, str],
+    transport: httpx.BaseTransport | None = None,
+    stop: threading.Event | None = None,
+) -> Refreshed:
+    """Read back the live API, record what changed, and return the drift found and what could not be read.
+    Nothing is written when nothing changed (saved plans stay valid)."""
     from reconciler.api.client import FleetClient
-    from reconciler.refresh import refresh
+    from reconciler.refresh import Refreshed, refresh
 
     config = api_config(project)
     desired, _ = load_desired(project.settings.manifests, environ, strict=True)
-    with FleetClient(config, project.fleet, transport=transport) as client, Lease(project.backend, "refresh"):
-        state, _ = writer_state(project, client)
+    stop = stop or threading.Event()
+    with (
+        FleetClient(config, project.fleet, transport=transport, stop=stop) as client,
+        Lease(project.backend, "refresh", stop=stop) as lease,
+    ):
+        state, _ = writer_state(project, client, lease, save_events=False)
         if not state.serial:
-            return []  # nothing recorded yet: nothing can have drifted
-        drift = refresh(state, desired, client, config.parallelism)
-        state.serial = project.backend.save(state, state.serial)
-    return drift
+            return Refreshed()  # nothing recorded yet: nothing can have drifted
+        found = refresh(state, desired, client, config.parallelism)
+        lease.check()
+        if found.changed:
+            state.serial = project.backend.save(state, state.serial, lock=lease.id)
+    return found
 
 
 def import_project(
@@ -219,6 +257,7 @@ def import_project(
     callback_id: str | None = None,
     vins: tuple[str, ...] = (),
     transport: httpx.BaseTransport | None = None,
+    stop: threading.Event | None = None,
 ) -> list[str]:
     """Adopt what already exists (`what`: callback, callbacks or vehicles); lines saying what was recorded."""
     from reconciler.adopt import adopt_callback, adopt_callbacks, adopt_vehicles
@@ -226,29 +265,40 @@ def import_project(
 
     config = api_config(project)
     desired, _ = load_desired(project.settings.manifests, environ, strict=True)
-    with FleetClient(config, project.fleet, transport=transport) as client, Lease(project.backend, f"import {what}"):
-        state, _ = writer_state(project, client)
+    key = project.fingerprint_key
+    stop = stop or threading.Event()
+    with (
+        FleetClient(config, project.fleet, transport=transport, stop=stop) as client,
+        Lease(project.backend, f"import {what}", stop=stop) as lease,
+    ):
+        state, _ = writer_state(project, client, lease)
         loaded = state.serial or None
         if what == "callback":
             assert name is not None and callback_id is not None
             live = client.callback(callback_id)
-            adopt_callback(state, desired, name, live)
+            adopt_callback(state, desired, name, live, key)
             lines = [f"callback.{name}: adopted {callback_id}"]
         elif what == "callbacks":
-            lines = [f"callback.{adopted}: adopted" for adopted in adopt_callbacks(state, desired, client)]
+            lines = [f"callback.{adopted}: adopted" for adopted in adopt_callbacks(state, desired, client, key)]
         else:
             counts = adopt_vehicles(state, desired, client, vins)
-            lines = [f"vehicle.{vin}: {count} slots recorded" for vin, count in counts.items()]
-        state.serial = project.backend.save(state, loaded)
+            lines = [f"vehicle.{vin}: {plural(count, 'slot')} recorded" for vin, count in counts.items()]
+        lease.check()
+        state.serial = project.backend.save(state, loaded, lock=lease.id)
     return lines
 
 
-def write_live_manifests(project: Project, folder: Path, transport: httpx.BaseTransport | None = None) -> list[str]:
+def write_live_manifests(
+    project: Project,
+    folder: Path,
+    transport: httpx.BaseTransport | None = None,
+    stop: threading.Event | None = None,
+) -> list[str]:
     """Manifests describing the live fleet (reads the API only; needs neither manifests nor state)."""
     from reconciler.api.client import FleetClient
     from reconciler.dump import write_manifests
 
-    with FleetClient(api_config(project), project.fleet, transport=transport) as client:
+    with FleetClient(api_config(project), project.fleet, transport=transport, stop=stop) as client:
         return write_manifests(client, folder)
 
 
@@ -277,19 +327,24 @@ def apply_project(
 
     config = api_config(project, parallelism)
     desired, _ = load_desired(project.settings.manifests, environ, strict=True)
+    options = project.plan_options(targets, excludes, retry_failed=retry_failed, takeover=takeover)
     stop = stop or threading.Event()
     with (
-        FleetClient(config, project.fleet, transport=transport, retry=retry or RetryPolicy()) as client,
-        Lease(project.backend, "apply"),
+        FleetClient(config, project.fleet, transport=transport, retry=retry or RetryPolicy(), stop=stop) as client,
+        Lease(project.backend, "apply", stop=stop) as lease,
     ):
-        state, recovered = writer_state(project, client)
-        options = project.plan_options(targets, excludes, retry_failed=retry_failed, takeover=takeover)
+        state, recovered = writer_state(project, client, lease)
         if plan_file is not None:
             plan = read_plan(plan_file)
             reason = stale_reason(plan, state, desired)
             if reason:
                 raise StateError(f"the saved plan {plan_file} is stale: {reason}. Make a new plan; nothing was applied")
+            vins = {call.vin for call in plan.calls if call.vin}
         else:
+            vins = set(desired.vehicles)
+        if index_fleet(state, vins, client):
+            state.serial = project.backend.save(state, state.serial or None, lock=lease.id)
+        if plan_file is None:
             plan = make_plan(desired, state if state.serial else None, project.fleet, options)
         run = ApplyRun(plan, recovered=recovered)
         show(plan)
@@ -299,14 +354,56 @@ def apply_project(
         if not confirm(plan):
             raise ReconcilerError("apply cancelled; nothing was changed")
         applier = Applier(
-            plan, desired, state, project.backend, client, parallelism=config.parallelism, progress=progress, stop=stop
+            plan,
+            desired,
+            state,
+            project.backend,
+            client,
+            parallelism=config.parallelism,
+            progress=progress,
+            stop=stop,
+            lease=lease,
+            fingerprint_key=options.fingerprint_key,
         )
         run.report = applier.run()
         if wait is not None and not stop.is_set():
             applier.wait_for_outcomes(wait)
             run.waited = True
+        lease.check()
+        if client.breaker.tripped:
+            report = run.report
+            done = sum(1 for r in report.results if r.ok)
+            raise ApiUnavailableError(
+                f"{client.breaker.reason}. {plural(done, 'call')} done and recorded, "
+                f"{plural(len(report.skipped), 'call')} not sent; the next plan holds what is left"
+            )
         run.report.interrupted = stop.is_set()
         again = make_plan(desired, state, project.fleet, replace(options, targets=(), excludes=()))
         if not options.targets and not options.excludes and plan_file is None:
             run.leftovers = changes_left(again, run.report)
         return run
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def index_fleet(state: State, vins: set[str], client: FleetClient) -> bool:
+    """Read the fleet's vehicle list once when a VIN the run needs has no vehicle id yet; record the VINs the
+    list does not hold as not in the fleet (plans show them as such until it does). True when the state changed.
+    """
+    missing = sorted(vin for vin in vins if vin not in state.vehicles_index)
+    stale = [vin for vin in state.not_in_fleet if vin not in vins]
+    for vin in stale:  # no longer wanted: nothing to report about it
+        del state.not_in_fleet[vin]
+    if not missing:
+        return bool(stale)
+    listed = client.vehicles()
+    state.vehicles_index.update(listed)
+    now = isotime(utcnow())
+    for vin in missing:
+        if vin in listed:
+            state.not_in_fleet.pop(vin, None)
+        else:
+            state.not_in_fleet[vin] = now
+    return True

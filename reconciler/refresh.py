@@ -1,17 +1,22 @@
 """`reconciler refresh`: read back the live callbacks and every managed vehicle's programs, record what is
-really there, and report drift by class. The next plan then repairs what changed or went away."""
+really there, and report drift by class. The next plan then repairs what changed or went away.
+
+A vehicle whose status cannot be read is reported as such, never counted as "no drift"; a systemic failure
+(the client's breaker) stops the whole refresh without saving anything.
+"""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.api import wire
 from reconciler.api.client import FleetClient
 from reconciler.callbacks import SECTIONS, SENSITIVE
-from reconciler.errors import ApiError
-from reconciler.manifests.normalise import canonical_days, canonical_start
+from reconciler.errors import ApiError, ApiUnavailableError
 from reconciler.model import Desired, Program
+from reconciler.render.blocks import days_text, hhmm
 from reconciler.state.model import DONE, SlotRecord, State
 
 
@@ -22,38 +27,39 @@ class Drift:
     detail: str
 
 
-def live_program(data: dict[str, Any]) -> Program:
-    """A program as a vehicle's status shows it, in the planner's canonical form."""
-    days = (data.get("occurence") or data.get("occurrence") or {}).get("day", [])
-    return Program(
-        int(data["slot"]),
-        canonical_start(str(data["start"])),
-        canonical_days(list(days)),
-        str(data.get("recurrence", "Daily")),
-        bool(data.get("enabled", True)),
-    )
+@dataclass
+class Refreshed:
+    """What refresh found: drift, the vehicles it could not read (and why), and whether the state changed."""
+
+    drift: list[Drift] = field(default_factory=list)
+    unread: dict[str, str] = field(default_factory=dict)
+    changed: bool = False
+
+
+def program_text(program: Program) -> str:
+    return f"{hhmm(program.start)} {days_text(program.days)}"
 
 
 def live_spec(subscribe: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
     """A callback's `subscribe` in the recorded spec's shape; values the record masks stay masked."""
-    webhook = (subscribe.get("callback") or {}).get("webhook") or {}
+    hook = wire.webhook(subscribe)
     shaped: dict[str, Any] = {
         "webhook": {
-            "target": webhook.get("target"),
-            "name": webhook.get("name"),
+            "target": wire.text(hook.get("target")),
+            "name": wire.text(hook.get("name")),
             "headers": {},
             "query": {},
             "body": {},
         },
-        "remoteTypes": list(subscribe.get("remoteTypes") or []),
+        "remoteTypes": [t for t in subscribe.get("remoteTypes") or [] if isinstance(t, str)]
+        if isinstance(subscribe.get("remoteTypes"), list)
+        else [],
     }
-    for attribute in webhook.get("attributes") or []:
-        section = SECTIONS.get(str(attribute.get("type")))
-        if section:
-            shaped["webhook"][section][str(attribute.get("key"))] = attribute.get("value")
+    for kind, key, value in wire.attributes(hook):
+        shaped["webhook"][SECTIONS[kind]][key] = value
     for key in ("retryPolicy", "batchNotify"):
-        if key in subscribe:
-            shaped[key] = subscribe[key]
+        if isinstance(subscribe.get(key), dict):
+            shaped[key] = {k: v for k, v in subscribe[key].items() if isinstance(v, str | int) and len(str(v)) < 64}
     recorded_webhook = recorded.get("webhook", {})
     if recorded_webhook.get("target") == SENSITIVE:
         shaped["webhook"]["target"] = SENSITIVE
@@ -64,83 +70,98 @@ def live_spec(subscribe: dict[str, Any], recorded: dict[str, Any]) -> dict[str, 
     return shaped
 
 
-def refresh(state: State, desired: Desired, client: FleetClient, parallelism: int = 8) -> list[Drift]:
-    drift = _callbacks(state, client)
+def refresh(state: State, desired: Desired, client: FleetClient, parallelism: int = 8) -> Refreshed:
+    found = Refreshed()
+    _callbacks(state, client, found)
     managed = sorted(vin for vin in state.slots if vin in state.vehicles_index)
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         statuses = list(pool.map(lambda vin: _status(client, state.vehicles_index[vin]), managed))
     for vin, status in zip(managed, statuses, strict=True):
-        if status is not None:
-            drift.extend(_vehicle(state, desired, vin, status))
-    return drift
+        if isinstance(status, str):
+            found.unread[vin] = status
+        else:
+            found.drift.extend(_vehicle(state, desired, vin, status, found))
+    found.changed = found.changed or bool(found.drift)
+    return found
 
 
-def _status(client: FleetClient, vehicle_id: str) -> dict[str, Any] | None:
+def _status(client: FleetClient, vehicle_id: str) -> dict[str, Any] | str:
+    """The vehicle's status, or why it could not be read (a systemic failure stops the whole refresh)."""
     try:
         return client.vehicle_status(vehicle_id)
-    except ApiError:
-        return None
+    except ApiUnavailableError:
+        raise
+    except ApiError as error:
+        return str(error)
 
 
-def _callbacks(state: State, client: FleetClient) -> list[Drift]:
+def _callbacks(state: State, client: FleetClient, found: Refreshed) -> None:
     live = client.callbacks()
-    by_id = {str(c.get("id")): c for c in live}
-    by_label = {str((c.get("subscribe") or {}).get("label")): c for c in live}
-    drift = []
+    by_id = {wire.callback_id(c): c for c in live}
+    by_label = {wire.label(c): c for c in live}
     for name, record in sorted(state.callbacks.items()):
-        found = by_id.get(record.id) or by_label.get(name)
+        match = by_id.get(record.id) or by_label.get(name)
         address = f"callback.{name}"
-        if found is None:
-            drift.append(Drift("callback-missing", address, f"callback {record.id} no longer exists"))
+        if match is None:
+            found.drift.append(Drift("callback-missing", address, f"callback {record.id} no longer exists"))
             del state.callbacks[name]
             continue
-        record.id = str(found.get("id"))
-        status = str(found.get("status", record.status))
+        identity = wire.callback_id(match)
+        if identity is not None and identity != record.id:
+            record.id, found.changed = identity, True
+        status = wire.callback_status(match) or record.status
         if status != record.status:
-            drift.append(Drift("callback-status", address, f"status {record.status} -> {status}"))
+            found.drift.append(Drift("callback-status", address, f"status {record.status} -> {status}"))
             record.status = status
-        spec = live_spec(found.get("subscribe") or {}, record.spec)
+        spec = live_spec(wire.subscribe(match), record.spec)
         if spec != record.spec:
-            drift.append(Drift("callback-changed", address, "its settings were changed outside reconciler"))
+            found.drift.append(Drift("callback-changed", address, "its settings were changed outside reconciler"))
             record.spec = spec
-    return drift
 
 
-def _vehicle(state: State, desired: Desired, vin: str, status: dict[str, Any]) -> list[Drift]:
-    air = (status.get("preconditioning") or status.get("preconditionning") or {}).get("airConditioning") or {}
-    live: dict[int, Program] = {}
-    for data in air.get("programs") or []:
-        try:
-            program = live_program(data)
-        except (KeyError, TypeError, ValueError):
-            continue
-        live[program.slot] = program
+def _vehicle(state: State, desired: Desired, vin: str, status: dict[str, Any], found: Refreshed) -> list[Drift]:
+    live = wire.programs(status)
     recorded = state.slots.setdefault(vin, {})
-    wanted = {a.program.slot for a in desired.vehicles.get(vin, ())}
+    wanted = {a.program.slot: a for a in desired.vehicles.get(vin, ())}
     drift = []
     for slot, record in sorted(recorded.items()):
         if record.kind == "Foreign":
             if slot not in live:
                 del recorded[slot]  # gone: the slot is free for the schedule again
+                found.changed = True
             elif live[slot] != record.program:
                 recorded[slot] = SlotRecord(live[slot], "", None, "Foreign", "")
+                found.changed = True
             continue
         action = state.actions.get(record.action) if record.action else None
         settled = record.action is None or (action is not None and action.outcome in DONE)
         if record.kind != "Set" or not settled:
             continue  # in flight or failed: the outcome rules decide, not what the vehicle shows yet
         address = f"vehicle.{vin}.slot.{slot}"
-        found = live.get(slot)
-        if found is None:
-            drift.append(Drift("deleted", address, "the program is gone from the vehicle"))
+        held = live.get(slot)
+        if held is None:
+            drift.append(Drift("deleted", address, "the program is gone from the vehicle; the next plan sets it again"))
             del recorded[slot]
-        elif found != record.program:
-            drift.append(Drift("changed", address, f"the vehicle holds {found.start} {','.join(found.days)}"))
-            recorded[slot] = SlotRecord(found, record.callback, None, "Set", record.schedule)
+        elif held != record.program:
+            drift.append(
+                Drift(
+                    "changed",
+                    address,
+                    f"the vehicle holds {program_text(held)} instead of {program_text(record.program)}; "
+                    "the next plan sets it back",
+                )
+            )
+            recorded[slot] = SlotRecord(held, record.callback, None, "Set", record.schedule)
     for slot in sorted(live):
         if slot in wanted and slot not in recorded:
+            schedule = wanted[slot].schedule
             drift.append(
-                Drift("foreign", f"vehicle.{vin}.slot.{slot}", "a program reconciler did not set holds this slot")
+                Drift(
+                    "foreign",
+                    f"vehicle.{vin}.slot.{slot}",
+                    f"holds {program_text(live[slot])}, a program reconciler did not set; the next plan leaves it "
+                    f"alone unless schedule '{schedule}' has `takeover: true` (or plan and apply run with --takeover)",
+                )
             )
             recorded[slot] = SlotRecord(live[slot], "", None, "Foreign", "")  # the next plan will not clobber it
     if recorded:

@@ -1,9 +1,10 @@
 """The Fleet Owner Web API (v3) as reconciler uses it.
 
-`_send` maps every HTTP outcome to a typed error in one place; `_call` wraps it with the retry policy:
-429 and 5xx answers, connection failures and timeouts are retried with bounded exponential backoff and
-jitter, honouring Retry-After; a write that may have reached the API is retried only when repeating it is
-harmless (`retry_unknown`), otherwise its caller is told the outcome is unknown.
+`_send` maps every HTTP outcome to a typed error in one place and tells the run's breaker; `_call` wraps it
+with the retry policy: 429 and 5xx answers, connection failures and timeouts are retried with bounded
+exponential backoff and jitter, honouring Retry-After up to `max_retry_wait`; a write that may have reached
+the API is retried only when repeating it is harmless (`retry_unknown`), otherwise its caller is told the
+outcome is unknown. Every wait ends early when the run stops (a signal, or the breaker).
 """
 
 from __future__ import annotations
@@ -11,16 +12,21 @@ from __future__ import annotations
 import json
 import random
 import ssl
-import time
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
 from reconciler import __version__
+from reconciler.api.breaker import Breaker
 from reconciler.api.limiter import RateLimiter
-from reconciler.errors import ApiRequestError, ApiStatusError
+from reconciler.errors import ApiAnswerError, ApiError, ApiRequestError, ApiStatusError, RunInterrupted
+from reconciler.state.backend import isotime, utcnow
+
+CONNECT_TIMEOUT = 10.0  # seconds: an unreachable API is known quickly even when api.timeout is long
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class ApiConfig:
     rate_limit: float = 20.0
     parallelism: int = 8
     timeout: float = 30.0
+    max_retry_wait: float = 60.0
 
 
 def tls_context(config: ApiConfig) -> ssl.SSLContext:
@@ -64,25 +71,29 @@ class FleetClient:
         *,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy = RetryPolicy(),
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         limits = httpx.Limits(max_connections=config.parallelism + 2, max_keepalive_connections=config.parallelism + 2)
+        self.base = httpx.URL(config.url.rstrip("/") + "/")
         self.http = httpx.Client(
-            base_url=config.url.rstrip("/") + "/",
+            base_url=self.base,
             auth=(config.username, config.password),
             params={"client_id": config.client_id},
             verify=tls_context(config),
-            timeout=config.timeout,
+            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, CONNECT_TIMEOUT)),
             limits=limits,
             transport=transport,
             headers={"Accept": "application/hal+json, application/json", "User-Agent": f"reconciler/{__version__}"},
         )
         self.fleet = fleet
         self.retry = retry
-        self.limiter = RateLimiter(config.rate_limit, sleep=sleep)
-        self.sleep = sleep
+        self.max_retry_wait = config.max_retry_wait
+        self.stop = stop if stop is not None else threading.Event()
+        self.breaker = Breaker(str(self.base).rstrip("/"), self.stop)
+        self._sleep = sleep
+        self.limiter = RateLimiter(config.rate_limit, sleep=self.wait)
         self.rng = random.Random()
-        self.requests = 0
         self.retries = 0
 
     def close(self) -> None:
@@ -94,24 +105,72 @@ class FleetClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # ---- stopping ------------------------------------------------------------------------------------------
+
+    def halted(self) -> ApiError | RunInterrupted:
+        """Why no more requests go out: the breaker's reason, or the user's signal."""
+        if self.breaker.tripped:
+            return self.breaker.error()
+        return RunInterrupted("stopped by a signal before the request was sent")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, unless the run stops meanwhile: then raise at once."""
+        if self._sleep is not None:  # tests count the waits instead of sleeping
+            self._sleep(seconds)
+        elif seconds > 0 and self.stop.wait(seconds):
+            raise self.halted()
+        if self.stop.is_set():
+            raise self.halted()
+
     # ---- one place for status codes, one for retries ---------------------------------------------------
 
     def _send(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> httpx.Response:
+        if self.stop.is_set():
+            raise self.halted()
         self.limiter.acquire()
-        self.requests += 1
+        target = _target(path)
         try:
             response = self.http.request(method, path, json=body, params=params)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-            raise ApiRequestError(f"{method} {path}: {type(error).__name__}: {error}", sent=False) from error
+        except httpx.PoolTimeout as error:  # our own connection pool, not the API
+            raise ApiRequestError(f"{method} {_shown(path)}: {type(error).__name__}: {error}", sent=False) from error
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            cause = f"{type(error).__name__}: {error}"
+            self.breaker.failed(target, cause, unreachable=True)
+            raise ApiRequestError(f"{method} {_shown(path)}: {cause}", sent=False) from error
         except httpx.TransportError as error:
-            raise ApiRequestError(f"{method} {path}: {type(error).__name__}: {error}", sent=True) from error
+            cause = f"{type(error).__name__}: {error}"
+            self.breaker.failed(target, cause)
+            raise ApiRequestError(f"{method} {_shown(path)}: {cause}", sent=True) from error
         if response.status_code >= 400:
-            raise _status_error(response)
+            failure = _status_error(response)
+            self._judge(failure, target)
+            raise failure
+        self.breaker.answered()
         if response.headers.get("X-RateLimit-Remaining-2") == "0":
             # the API's one-second window is used up: let it refill a little before anyone sends again
             limit = response.headers.get("X-RateLimit-Limit-2", "")
             self.limiter.pause(1.0 / float(limit) if limit.isdigit() and int(limit) else 1.0)
         return response
+
+    def _judge(self, failure: ApiStatusError, target: str) -> None:
+        """What an error answer says about the run as a whole."""
+        if failure.status == 401:
+            self.breaker.trip(
+                f"refused the credentials ({failure}): check api.username, api.password and api.client_id"
+            )
+        elif failure.status == 403 and not target.startswith("vehicle "):
+            self.breaker.trip(f"refused access to fleet {self.fleet} ({failure})")
+        elif failure.status == 403 or failure.status >= 500:
+            self.breaker.failed(target, str(failure))  # a vehicle out of reach fails alone; many in a row stop
+        elif failure.status == 429 and (failure.retry_after or 0) > self.max_retry_wait:
+            wait = failure.retry_after or 0.0
+            resets = isotime(utcnow() + timedelta(seconds=wait))
+            self.breaker.trip(
+                f"asks to wait {wait:,.0f} s before the next request (HTTP 429: its quota resets at {resets}), "
+                f"longer than api.max_retry_wait ({self.max_retry_wait:g} s)"
+            )
+        else:
+            self.breaker.answered()  # an answer about this request only: the API is there and takes us
 
     def _call(
         self,
@@ -127,6 +186,8 @@ class FleetClient:
             try:
                 response = self._send(method, path, body, params)
             except ApiStatusError as error:
+                if self.breaker.tripped:
+                    raise self.breaker.error() from error
                 if not error.retryable or attempt + 1 >= self.retry.attempts:
                     raise
                 if error.status >= 500 and not retry_unknown:
@@ -137,6 +198,8 @@ class FleetClient:
                 else:
                     delay = self.retry.delay(attempt, self.rng)
             except ApiRequestError as error:
+                if self.breaker.tripped:
+                    raise self.breaker.error() from error
                 if (error.sent and not retry_unknown) or attempt + 1 >= self.retry.attempts:
                     raise
                 delay = self.retry.delay(attempt, self.rng)
@@ -145,12 +208,12 @@ class FleetClient:
                     return None
                 try:
                     return response.json()
-                except json.JSONDecodeError as error:
-                    raise ApiStatusError(response.status_code, f"answer is not JSON: {error}") from error
+                except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                    raise ApiAnswerError(f"{method} {_shown(path)}: the answer is not JSON ({error})") from error
             attempt += 1
             self.retries += 1
             if delay:
-                self.sleep(delay)
+                self.wait(delay)
 
     # ---- paging -------------------------------------------------------------------------------------------
 
@@ -159,14 +222,23 @@ class FleetClient:
         params: dict[str, str] = {"pageSize": "60"}
         seen: set[str] = set()
         while True:
-            page = self._call("GET", url, params=params)
-            yield from (page.get("_embedded") or {}).get(key, [])
-            following = ((page.get("_links") or {}).get("next") or {}).get("href")
-            if not following or following in seen:
+            page = _object(self._call("GET", url, params=params), f"GET {path}")
+            items = (_dict(page.get("_embedded"))).get(key) or []
+            if not isinstance(items, list):
+                raise ApiAnswerError(f"GET {path}: _embedded.{key} is not a list")
+            yield from (item for item in items if isinstance(item, dict))
+            following = _dict(_dict(page.get("_links")).get("next")).get("href")
+            if not isinstance(following, str) or not following or following in seen:
                 return
             seen.add(following)
+            link = self.base.join(following)
+            if (link.scheme, link.host, link.port) != (self.base.scheme, self.base.host, self.base.port):
+                # credentials go to the configured API only, wherever a link points
+                raise ApiAnswerError(
+                    f"GET {path}: the next page's link points to {link.scheme}://{link.host}, not to the "
+                    f"configured API {self.base.scheme}://{self.base.host}; not followed"
+                )
             # httpx replaces a URL's query with the client's params: pass the link's query as params instead
-            link = httpx.URL(following)
             url = str(link.copy_with(query=None))
             params = {name: value for name, value in link.params.items() if name != "client_id"}
 
@@ -177,19 +249,24 @@ class FleetClient:
         return f"fleets/{self.fleet}"
 
     def vehicles(self) -> dict[str, str]:
-        """VIN -> vehicle id for every vehicle of the fleet."""
-        return {str(v["vin"]).upper(): str(v["id"]) for v in self._pages(f"{self._fleet}/vehicles", "vehicles")}
+        """VIN -> vehicle id for every vehicle of the fleet (entries without a VIN and an id are left out)."""
+        found = {}
+        for vehicle in self._pages(f"{self._fleet}/vehicles", "vehicles"):
+            vin, vehicle_id = vehicle.get("vin"), vehicle.get("id")
+            if isinstance(vin, str) and vin and isinstance(vehicle_id, str | int) and str(vehicle_id):
+                found[vin.upper()] = str(vehicle_id)
+        return found
 
     def vehicle_status(self, vehicle_id: str) -> dict[str, Any]:
-        status: dict[str, Any] = self._call("GET", f"{self._fleet}/vehicles/{vehicle_id}/status")
-        return status
+        path = f"{self._fleet}/vehicles/{vehicle_id}/status"
+        return _object(self._call("GET", path), f"GET {path}")
 
     def callbacks(self) -> list[dict[str, Any]]:
         return list(self._pages(f"{self._fleet}/remote/callbacks", "callbacks"))
 
     def callback(self, callback: str) -> dict[str, Any]:
-        answer: dict[str, Any] = self._call("GET", f"{self._fleet}/remote/callbacks/{callback}")
-        return answer
+        path = f"{self._fleet}/remote/callbacks/{callback}"
+        return _object(self._call("GET", path), f"GET {path}")
 
     def create_callback(self, body: dict[str, Any]) -> str:
         """The new callback's id. A failure whose outcome is unknown raises with `sent`: look the label up."""
@@ -210,27 +287,81 @@ class FleetClient:
                 raise
 
     def post_remote(self, vehicle_id: str, callback: str, body: dict[str, Any]) -> tuple[str, str]:
-        """(remoteActionId, type). Re-sent on an unknown outcome: a Set by slot is idempotent."""
-        answer = self._call("POST", f"{self._fleet}/vehicles/{vehicle_id}/callbacks/{callback}/remotes", body)
-        kind = answer.get("type")
-        if isinstance(kind, list):  # older answers give the type as a list
-            kind = kind[0] if kind else None
-        return str(answer["remoteActionId"]), str(kind or "")
+        """(remoteActionId, type). When an answer is lost (the request may have reached the API), the
+        vehicle's remote actions are looked up by the body's label first, and an action already accepted is
+        adopted: sending it again would fail with SameActionInProgress while the first one runs."""
+        path = f"{self._fleet}/vehicles/{vehicle_id}/callbacks/{callback}/remotes"
+        label = body.get("label")
+        attempt = 0
+        while True:
+            try:
+                return _remote_ref(self._call("POST", path, body, retry_unknown=False), f"POST {path}")
+            except (ApiRequestError, ApiStatusError) as error:
+                unknown = isinstance(error, ApiRequestError) or error.status >= 500
+                if not unknown or attempt + 1 >= self.retry.attempts:
+                    raise
+                if isinstance(label, str) and label:
+                    found = self.find_remote(vehicle_id, callback, label)
+                    if found is not None:
+                        return found
+            attempt += 1
+            self.retries += 1
+            self.wait(self.retry.delay(attempt, self.rng))
+
+    def find_remote(self, vehicle_id: str, callback: str, label: str) -> tuple[str, str] | None:
+        """The remote action on this vehicle and callback whose body carried `label`, if the API has one."""
+        path = f"{self._fleet}/vehicles/{vehicle_id}/callbacks/{callback}/remotes"
+        for action in self._pages(path, "remoteActions"):
+            if _dict(action.get("remote")).get("label") == label and action.get("remoteActionId"):
+                return _remote_ref(action, f"GET {path}")
+        return None
 
     def remote(self, vehicle_id: str, callback: str, action: str) -> dict[str, Any]:
-        answer: dict[str, Any] = self._call(
-            "GET", f"{self._fleet}/vehicles/{vehicle_id}/callbacks/{callback}/remotes/{action}"
-        )
-        return answer
+        path = f"{self._fleet}/vehicles/{vehicle_id}/callbacks/{callback}/remotes/{action}"
+        return _object(self._call("GET", path), f"GET {path}")
 
 
 def callback_id(answer: Any) -> str:
     """The id in a callback answer: `callbackId` (CallbackRef) or `id` (RemoteCallback)."""
     if isinstance(answer, dict):
         for key in ("callbackId", "id"):
-            if answer.get(key):
+            if isinstance(answer.get(key), str | int) and str(answer[key]):
                 return str(answer[key])
-    raise ApiStatusError(200, f"the answer names no callback id: {str(answer)[:200]}")
+    raise ApiAnswerError(f"the answer names no callback id: {str(answer)[:200]}")
+
+
+def _remote_ref(answer: Any, what: str) -> tuple[str, str]:
+    """(remoteActionId, type) of a RemotePostResponse or RemoteAction; `type` may be a list in older answers."""
+    answer = _object(answer, what)
+    action = answer.get("remoteActionId")
+    if not isinstance(action, str | int) or not str(action):
+        raise ApiAnswerError(f"{what}: the answer names no remoteActionId")
+    kind = answer.get("type")
+    if isinstance(kind, list):
+        kind = kind[0] if kind else None
+    return str(action), kind if isinstance(kind, str) else ""
+
+
+def _object(answer: Any, what: str) -> dict[str, Any]:
+    if not isinstance(answer, dict):
+        raise ApiAnswerError(f"{what}: the answer is not a JSON object")
+    return answer
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _target(path: str) -> str:
+    """What a request is about, for the breaker: `vehicle ID` for a vehicle's endpoints, else the path."""
+    parts = path.split("/")
+    if len(parts) > 3 and parts[0] == "fleets" and parts[2] == "vehicles":
+        return f"vehicle {parts[3]}"
+    return path
+
+
+def _shown(path: str) -> str:
+    return path if len(path) <= 200 else path[:200] + "..."
 
 
 def _status_error(response: httpx.Response) -> ApiStatusError:
@@ -244,13 +375,20 @@ def _status_error(response: httpx.Response) -> ApiStatusError:
         code = body.get("code") if isinstance(body.get("code"), int) else None
         uuid = body.get("uuid") if isinstance(body.get("uuid"), str) else None
         message = str(body.get("message") or message)
-    retry_after = None
-    for header in ("Retry-After", "X-RateLimit-Reset"):
-        value = response.headers.get(header)
-        if value is not None:
-            try:
-                retry_after = float(value)
-                break
-            except ValueError:
-                continue
+    message = "".join(c if c.isprintable() else " " for c in message[:500])  # the API's words, shown safely
+    # the longer of the waits the API asks for: a spent daily quota may say so in either header
+    waits = [_seconds(response.headers.get(header)) for header in ("Retry-After", "X-RateLimit-Reset")]
+    known = [wait for wait in waits if wait is not None]
+    retry_after = max(known) if known else None
     return ApiStatusError(response.status_code, message, code=code, uuid=uuid, retry_after=retry_after)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A wait in seconds from a header; None when absent or not a finite, non-negative number."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 10**9 else None

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from reconciler.state.model import State
 
@@ -46,6 +46,13 @@ class LockInfo:
     started: str
     expires: str
 
+    UNREADABLE: ClassVar[str] = "unreadable"
+
+    @classmethod
+    def unreadable(cls, since: str) -> LockInfo:
+        """A lock file that holds no readable lock (its writer was killed while taking it): expired at once."""
+        return cls(cls.UNREADABLE, "unknown", "unknown", 0, "unknown", since, since)
+
     @classmethod
     def for_this_process(cls, command: str, ttl: timedelta = LOCK_TTL) -> LockInfo:
         now = utcnow()
@@ -65,7 +72,7 @@ class LockInfo:
 
     def holder_is_gone(self) -> bool:
         """True when the holder ran on this host and its process no longer exists."""
-        if self.host != socket.gethostname():
+        if self.host != socket.gethostname() or self.pid <= 0:
             return False
         try:
             os.kill(self.pid, 0)
@@ -76,6 +83,8 @@ class LockInfo:
         return False
 
     def describe(self) -> str:
+        if self.id == self.UNREADABLE:
+            return f"an unreadable lock file (a writer killed while taking the lock) since {self.started}"
         return (
             f"held by {self.holder}@{self.host} (pid {self.pid}) running '{self.command}' since {self.started}, "
             f"expires {self.expires} unless renewed; lock id {self.id}"
@@ -87,7 +96,11 @@ class LockInfo:
     @classmethod
     def from_json(cls, text: str) -> LockInfo:
         data = json.loads(text)
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+        fields = {key: data[key] for key in ("id", "holder", "host", "pid", "command", "started", "expires")}
+        if type(fields["pid"]) is not int or any(type(fields[key]) is not str for key in fields if key != "pid"):
+            raise TypeError("a lock field has the wrong type")
+        parse_time(fields["expires"])
+        return cls(**fields)
 
 
 class StateBackend(Protocol):
@@ -102,10 +115,11 @@ class StateBackend(Protocol):
         """The saved state, or None when there is none yet. StateError when it cannot be trusted."""
         ...
 
-    def save(self, state: State, expected_serial: int | None) -> int:
+    def save(self, state: State, expected_serial: int | None, lock: str | None = None) -> int:
         """Save `state` as the successor of serial `expected_serial` (None: no state yet); return the new serial.
 
-        StateError when the stored serial or lineage moved since it was loaded.
+        StateError when the stored serial or lineage moved since it was loaded; LockLostError when `lock` (the
+        id of the lock the writer took) no longer holds the lock: another run took it over.
         """
         ...
 
@@ -114,7 +128,7 @@ class StateBackend(Protocol):
         ...
 
     def renew_lock(self, info: LockInfo) -> None:
-        """Extend the lock we hold; StateError when it is no longer ours."""
+        """Extend the lock we hold; LockLostError when it is no longer ours."""
         ...
 
     def release_lock(self, lock_id: str) -> None:

@@ -1,4 +1,9 @@
-"""The file backend: state.json written atomically beside its .backup, .lock, .journal and .events."""
+"""The file backend: state.json written atomically beside its .backup, .lock, .journal and .events.
+
+Every file is read only when it is a regular file (a FIFO or a device in its place is refused, never waited
+on); a corrupt file is refused with a message, never rewritten; temporary files a killed save left behind are
+removed by the next writer.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,20 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import threading
+import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import LockedError, StateError
-from reconciler.state.backend import LockInfo
+from reconciler.errors import LockedError, LockLostError, StateError
+from reconciler.state.backend import LockInfo, isotime
 from reconciler.state.model import State
+
+STALE_TEMP = 60.0  # seconds after which a temporary lock file is a leftover, not a writer taking the lock
 
 
 class FileBackend:
@@ -35,20 +45,33 @@ class FileBackend:
     # ---- state ------------------------------------------------------------------------------------------
 
     def load(self) -> State | None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        raw = _read_regular(self.path, "state")
+        if raw is None:
             return None
-        except OSError as error:
-            raise StateError(f"cannot read state {self.path}: {error.strerror}") from error
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            hint = f"; the previous version is in {self.backup}" if self.backup.exists() else ""
-            raise StateError(f"{self.path} is corrupt (not JSON: {error}){hint}") from error
-        return State.from_dict(data, str(self.path))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise StateError(f"{self.path} is corrupt (not JSON: {str(error)[:200]}){self._backup_hint()}") from error
+        try:
+            return State.from_dict(data, str(self.path))
+        except StateError as error:
+            if "is corrupt" not in str(error):
+                raise  # not ours, or newer: nothing to restore
+            raise StateError(f"{error}{self._backup_hint()}") from error
 
-    def save(self, state: State, expected_serial: int | None) -> int:
+    def _backup_hint(self) -> str:
+        if self.backup.is_file():
+            return f"; the previous version is in {self.backup}: check it, then copy it over {self.path.name}"
+        return ""
+
+    def save(self, state: State, expected_serial: int | None, lock: str | None = None) -> int:
+        if lock is not None:
+            holder = self._read_lock()
+            if holder is None or holder.id != lock:
+                raise LockLostError(
+                    f"the lock on {self.path} was taken over by another run "
+                    f"({holder.describe() if holder else 'now released'}); nothing saved"
+                )
         current = self._current(state, expected_serial)
         if current is not None:
             if expected_serial is None or current.lineage != state.lineage:
@@ -94,20 +117,36 @@ class FileBackend:
     # ---- lock -------------------------------------------------------------------------------------------
 
     def current_lock(self) -> LockInfo | None:
+        return self._read_lock()
+
+    def _read_lock(self) -> LockInfo | None:
+        """The lock's holder; an empty or garbled lock file (a writer killed while taking it, before locks were
+        written whole) reads as an expired lock with the id `unreadable`, for the next writer to take over."""
         try:
-            return LockInfo.from_json(self.lock_path.read_text())
-        except FileNotFoundError:
+            raw = _read_regular(self.lock_path, "lock")
+        except StateError:
+            raw = b""
+        if raw is None:
             return None
-        except (ValueError, KeyError, TypeError) as error:
-            raise StateError(f"lock file {self.lock_path} is unreadable ({error}); remove it by hand") from error
+        try:
+            return LockInfo.from_json(raw.decode())
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+            try:
+                since = isotime(_mtime(self.lock_path))
+            except FileNotFoundError:
+                return None
+            return LockInfo.unreadable(since)
 
     def acquire_lock(self, info: LockInfo) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(10):
+            # written whole to a temporary file, then linked into place: a lock file is never seen half-written
+            temp = self.lock_path.with_name(f".{self.lock_path.name}.{uuid.uuid4().hex}.tmp")
+            _write_synced(temp, info.to_json().encode())
             try:
-                descriptor = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(temp, self.lock_path)
             except FileExistsError:
-                holder = self.current_lock()
+                holder = self._read_lock()
                 if holder is None:
                     continue  # released meanwhile
                 if not (holder.expired() or holder.holder_is_gone()):
@@ -117,10 +156,10 @@ class FileBackend:
                     ) from None
                 self._take_over(holder)
                 continue
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(info.to_json())
-                handle.flush()
-                os.fsync(handle.fileno())
+            finally:
+                temp.unlink(missing_ok=True)
+            _sync_directory(self.lock_path.parent)
+            self._clean_leftovers()
             return
         raise LockedError(f"state {self.path}: could not take the lock (other writers keep taking it)")
 
@@ -131,29 +170,40 @@ class FileBackend:
         except FileNotFoundError:
             return
         try:
-            moved = LockInfo.from_json(aside.read_text())
-            if moved.id != expired.id:  # another writer took it over first: give it back
+            try:
+                moved_id = LockInfo.from_json(aside.read_text()).id
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+                moved_id = LockInfo.UNREADABLE
+            if moved_id != expired.id:  # another writer took it over first: give it back
                 with contextlib.suppress(FileExistsError):
                     os.link(aside, self.lock_path)
         finally:
             aside.unlink()
 
+    def _clean_leftovers(self) -> None:
+        """Temporary files of saves killed midway (only a lock holder saves, and we hold it now)."""
+        now = time.time()
+        for leftover in self.path.parent.glob(f".{self.path.name}*.tmp"):
+            is_lock = leftover.name.startswith(f".{self.lock_path.name}.")
+            with contextlib.suppress(OSError):
+                if not is_lock or now - leftover.stat().st_mtime > STALE_TEMP:
+                    leftover.unlink()
+
     def renew_lock(self, info: LockInfo) -> None:
-        holder = self.current_lock()
+        holder = self._read_lock()
         if holder is None or holder.id != info.id:
-            raise StateError(f"lost the lock on {self.path}: it was released or taken over")
+            raise LockLostError(f"lost the lock on {self.path}: it was released or taken over")
         temp = self.lock_path.with_name(f".{self.lock_path.name}.{uuid.uuid4().hex}.tmp")
         _write_synced(temp, info.to_json().encode())
         os.replace(temp, self.lock_path)
 
     def release_lock(self, lock_id: str) -> None:
-        with contextlib.suppress(StateError):
-            holder = self.current_lock()
-            if holder is not None and holder.id == lock_id:
-                self.lock_path.unlink(missing_ok=True)
+        holder = self._read_lock()
+        if holder is not None and holder.id == lock_id:
+            self.lock_path.unlink(missing_ok=True)
 
     def force_unlock(self, lock_id: str) -> LockInfo:
-        holder = self.current_lock()
+        holder = self._read_lock()
         if holder is None:
             raise StateError(f"state {self.path} is not locked")
         if holder.id != lock_id:
@@ -167,7 +217,13 @@ class FileBackend:
         self._journal.append(entries)
 
     def read_journal(self) -> list[dict[str, Any]]:
-        return _read_lines(self.journal_path)
+        entries, bad = _read_lines(self.journal_path, "journal")
+        if bad:
+            raise StateError(
+                f"{self.journal_path} is corrupt: line {bad[0]} is not a journal entry. It holds the calls of a run "
+                "that did not finish: check it, then remove the bad lines (or the file, to forget those calls)"
+            )
+        return entries
 
     def clear_journal(self) -> None:
         self._journal.close()
@@ -177,7 +233,7 @@ class FileBackend:
         _append_lines(self.events_path, events)
 
     def read_events(self) -> list[dict[str, Any]]:
-        return _read_lines(self.events_path)
+        return _read_lines(self.events_path, "events")[0]  # lines that are not objects hold no outcome
 
     def clear_events(self, count: int) -> None:
         if not self.events_path.exists():
@@ -240,18 +296,46 @@ def _append_lines(path: Path, entries: Sequence[dict[str, Any]]) -> None:
         os.close(descriptor)
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    entries = []
-    for line in text.splitlines():
+def _read_lines(path: Path, what: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The JSON objects of a JSON-lines file, and the numbers of lines that parse but are not objects."""
+    raw = _read_regular(path, what)
+    if raw is None:
+        return [], []
+    entries, bad = [], []
+    for number, line in enumerate(raw.splitlines(), start=1):
         try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
+            entry = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             continue  # a line cut short by a crash mid-append holds nothing that was acknowledged
-    return entries
+        if isinstance(entry, dict):
+            entries.append(entry)
+        else:
+            bad.append(number)
+    return entries, bad
+
+
+def _read_regular(path: Path, what: str) -> bytes | None:
+    """The bytes of a regular file, or None when there is none. Anything else in its place (a FIFO, a device,
+    a folder) is refused at once: opened without blocking, checked before reading."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise StateError(f"cannot read the {what} file {path}: {error.strerror}") from error
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise StateError(f"the {what} file {path} is not a regular file; move it away")
+        with os.fdopen(os.dup(descriptor), "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise StateError(f"cannot read the {what} file {path}: {error.strerror}") from error
+    finally:
+        os.close(descriptor)
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 
 def _is_entry(line: bytes) -> int:

@@ -1,7 +1,9 @@
 """The journal: an intent appended (fsync) before each API call and a result after it.
 
 Folding the journal into a state applies every call that the API accepted; an intent without a result
-is returned as unknown, for the next writer to resolve (look a callback's label up; re-send a remote).
+is returned as unknown, for the next writer to resolve (look a callback's label up, look a remote up by its
+label). The first run of a new state starts its journal with a `begin` entry holding the state's lineage and
+fingerprint salt, so a run killed before its first save leaves fingerprints the next run can still compare.
 """
 
 from __future__ import annotations
@@ -10,9 +12,16 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler.errors import StateError
 from reconciler.plan import Call
 from reconciler.state.model import State
 from reconciler.state.record import forget_callback, record_callback, record_remote
+
+OPS = frozenset({"create-callback", "update-callback", "callback-status", "delete-callback", "remote"})
+
+
+def begin(state: State) -> dict[str, Any]:
+    return {"kind": "begin", "lineage": state.lineage, "salt": state.salt, "fleet": state.fleet}
 
 
 def intent(op: str, **data: Any) -> dict[str, Any]:
@@ -39,16 +48,33 @@ def apply_result(state: State, entry: Mapping[str, Any], outcome: Mapping[str, A
         record_remote(state, call, entry["views"], outcome["action_id"], outcome["posted_at"])
 
 
-def fold(state: State, entries: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Apply every successful call of the journal to `state`; the intents whose outcome is unknown."""
+def fold(state: State, entries: Iterable[Mapping[str, Any]], origin: str = "the journal") -> list[Mapping[str, Any]]:
+    """Apply every successful call of the journal to `state`; the intents whose outcome is unknown.
+
+    StateError, naming the entry, for one that cannot be applied (the journal is corrupt): the caller saves
+    nothing then.
+    """
     intents: dict[str, Mapping[str, Any]] = {}
     order: list[str] = []
-    for entry in entries:
-        if entry.get("kind") == "intent":
+    for number, entry in enumerate(entries, start=1):
+        kind = entry.get("kind")
+        if kind == "begin" and not state.serial:
+            # a new state whose first run was killed before saving: keep its lineage and fingerprint salt
+            if isinstance(entry.get("lineage"), str) and isinstance(entry.get("salt"), str):
+                state.lineage, state.salt = entry["lineage"], entry["salt"]
+        elif kind == "intent":
+            if not isinstance(entry.get("id"), str) or entry.get("op") not in OPS:
+                raise StateError(f"{origin} is corrupt: entry {number} is not an intent reconciler writes")
             intents[entry["id"]] = entry
             order.append(entry["id"])
-        elif entry.get("kind") == "result" and entry.get("id") in intents:
+        elif kind == "result" and isinstance(entry.get("id"), str) and entry["id"] in intents:
             started = intents.pop(entry["id"])
-            if entry.get("ok"):
-                apply_result(state, started, entry)
+            if entry.get("ok") is True:
+                try:
+                    apply_result(state, started, entry)
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+                    raise StateError(
+                        f"{origin} is corrupt: entry {number} ({started.get('op')}) cannot be applied "
+                        f"({type(error).__name__}: {str(error)[:100]})"
+                    ) from error
     return [intents[key] for key in order if key in intents]

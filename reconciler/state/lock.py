@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 from types import TracebackType
 
-from reconciler.errors import StateError
+from reconciler.errors import LockLostError, StateError
 from reconciler.state.backend import LOCK_TTL, LockInfo, StateBackend
 
 
@@ -14,16 +14,29 @@ class Lease:
     """Takes the lock on enter, renews it in the background, releases it on exit (errors and signals included).
 
     A run killed outright (SIGKILL) leaves the lock behind until it expires; on the same host the next writer
-    sees that the holder's process is gone and takes it over at once.
+    sees that the holder's process is gone and takes it over at once. When another run takes the lock over
+    (this one was stalled past the lock's expiry), `stop` is set so the run stops sending, and every later save
+    under the lease (`save`) is refused: the new holder's state is never overwritten.
     """
 
-    def __init__(self, backend: StateBackend, command: str, ttl: timedelta = LOCK_TTL) -> None:
+    def __init__(
+        self,
+        backend: StateBackend,
+        command: str,
+        ttl: timedelta = LOCK_TTL,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.backend = backend
         self.ttl = ttl
         self.info = LockInfo.for_this_process(command, ttl)
+        self.stop = stop
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.info.id
 
     def __enter__(self) -> Lease:
         self.backend.acquire_lock(self.info)
@@ -37,9 +50,18 @@ class Lease:
             self.info = self.info.renewed(self.ttl)
             try:
                 self.backend.renew_lock(self.info)
-            except StateError as error:
+            except LockLostError as error:
                 self.lost = str(error)
+                if self.stop is not None:
+                    self.stop.set()
                 return
+            except (StateError, OSError):
+                continue  # a passing failure to write: the lock is still ours until it expires
+
+    def check(self) -> None:
+        """LockLostError when another run took the lock over."""
+        if self.lost is not None:
+            raise LockLostError(f"{self.lost}; this run stopped without saving over the new holder's state")
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None

@@ -10,9 +10,11 @@ Differences from a naive one-record-per-slot layout, for fleets of 100,000 vehic
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from reconciler.errors import StateError
@@ -88,6 +90,8 @@ class State:
     callbacks: dict[str, CallbackRecord] = field(default_factory=dict)
     slots: dict[str, dict[int, SlotRecord]] = field(default_factory=dict)
     actions: dict[str, ActionRecord] = field(default_factory=dict)
+    # VINs the manifests name that the fleet's vehicle list did not hold, and when that list was read
+    not_in_fleet: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def new(cls, fleet: str) -> State:
@@ -116,6 +120,7 @@ class State:
                 for vin, slots in sorted(self.slots.items())
             },
             "actions": {rid: record.to_list() for rid, record in sorted(self.actions.items())},
+            "not_in_fleet": dict(sorted(self.not_in_fleet.items())),
         }
 
     @classmethod
@@ -124,7 +129,9 @@ class State:
         if not isinstance(data, dict) or "version" not in data or "lineage" not in data:
             raise StateError(f"{origin} is not a reconciler state file")
         version = data["version"]
-        if not isinstance(version, int) or version > STATE_VERSION:
+        if not _is_int(version) or version < 1:
+            raise StateError(f"{origin} is corrupt: version {_shown(version)} is not a state version")
+        if version > STATE_VERSION:
             raise StateError(
                 f"{origin} has state version {version}, newer than this reconciler reads ({STATE_VERSION}); "
                 "upgrade reconciler"
@@ -132,7 +139,7 @@ class State:
         try:
             return _decode(data)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-            raise StateError(f"{origin} is corrupt: {type(error).__name__}: {error}") from error
+            raise StateError(f"{origin} is corrupt: {type(error).__name__}: {str(error)[:200]}") from error
 
 
 def program_text(program: Program) -> str:
@@ -144,26 +151,40 @@ def _encode_slot(record: SlotRecord) -> list[Any]:
 
 
 _KINDS = {"Set": "Set", "Delete": "Delete", "Foreign": "Foreign"}
+_START = re.compile(r"PT(?=[0-9])([0-9]{1,2}H)?([0-9]{1,2}M)?")  # a time of day as an ISO-8601 duration
 _SLOTS = {"1": 1, "2": 2, "3": 3, "4": 4}
 
 
 def _program(slot: int, text: str) -> Program:
     start, days, recurrence, enabled = text.split("/")
     chosen = tuple(days.split(",")) if days else ()
-    if any(day not in DAYS for day in chosen) or enabled not in ("on", "off"):
-        raise ValueError(f"bad program {text!r}")
+    if (
+        any(day not in DAYS for day in chosen)
+        or enabled not in ("on", "off")
+        or recurrence not in ("Daily", "None")
+        or _START.fullmatch(start) is None
+    ):
+        raise ValueError(f"bad program {_shown(text)}")
     return Program(slot, start, chosen, recurrence, enabled == "on")
 
 
-def _decode_slots(raw: dict[str, Any]) -> dict[str, dict[int, SlotRecord]]:
-    """The hot loop of loading a large state: equal programs and strings are shared, not copied."""
+def _decode_slots(raw: Any) -> dict[str, dict[int, SlotRecord]]:
+    """The hot loop of loading a large state: equal programs and strings are shared, not copied; every value's
+    type is checked, so a corrupt state is refused here rather than crashing a command later."""
     programs: dict[tuple[int, str], Program] = {}
     strings: dict[str, str] = {}
     share = strings.setdefault
     slots: dict[str, dict[int, SlotRecord]] = {}
-    for vin, raw_slots in raw.items():
+    for vin, raw_slots in _mapping(raw, "slots").items():
         vehicle = {}
-        for number, (text, callback, action, kind, schedule) in raw_slots.items():
+        for number, entry in _mapping(raw_slots, f"slots.{vin}").items():
+            if type(entry) is not list or len(entry) != 5:
+                raise ValueError(f"slots.{vin}.{number} is not a slot record")
+            text, callback, action, kind, schedule = entry
+            if type(text) is not str or type(callback) is not str or type(schedule) is not str:
+                raise ValueError(f"slots.{vin}.{number} holds a value of the wrong type")
+            if action is not None and type(action) is not str:
+                raise ValueError(f"slots.{vin}.{number}: action {_shown(action)} is not a string")
             slot = _SLOTS[number]
             program = programs.get((slot, text))
             if program is None:
@@ -179,21 +200,71 @@ def _decode_slots(raw: dict[str, Any]) -> dict[str, dict[int, SlotRecord]]:
     return slots
 
 
+def _decode_action(rid: str, raw: Any) -> ActionRecord:
+    if type(raw) is not list or len(raw) != 7:
+        raise ValueError(f"actions.{rid} is not an action record")
+    vin, callback, posted_at = raw[:3]
+    if type(vin) is not str or type(callback) is not str or type(posted_at) is not str:
+        raise ValueError(f"actions.{rid} holds a value of the wrong type")
+    if any(value is not None and type(value) is not str for value in raw[3:]):
+        raise ValueError(f"actions.{rid} holds a value of the wrong type")
+    if raw[3] is not None and raw[3] not in OUTCOMES:
+        raise ValueError(f"actions.{rid}: outcome {_shown(raw[3])} is not one of {', '.join(OUTCOMES)}")
+    datetime.fromisoformat(posted_at.replace("Z", "+00:00"))  # ValueError when it is not a time
+    return ActionRecord(*raw)
+
+
+def _decode_callback(name: str, raw: Any) -> CallbackRecord:
+    raw = _mapping(raw, f"callbacks.{name}")
+    spec, secrets, status = raw["spec"], raw.get("secrets", {}), raw["status"]
+    if type(raw["id"]) is not str or type(status) is not str:
+        raise ValueError(f"callbacks.{name} holds a value of the wrong type")
+    _mapping(spec, f"callbacks.{name}.spec")
+    if any(type(value) is not str for value in _mapping(secrets, f"callbacks.{name}.secrets").values()):
+        raise ValueError(f"callbacks.{name}.secrets holds a value that is not a fingerprint")
+    return CallbackRecord(raw["id"], dict(spec), dict(secrets), status)
+
+
+def _strings(raw: Any, what: str) -> dict[str, str]:
+    mapping = _mapping(raw, what)
+    if any(type(value) is not str for value in mapping.values()):
+        raise ValueError(f"{what} holds a value that is not a string")
+    return dict(mapping)
+
+
 def _decode(data: dict[str, Any]) -> State:
     slots = _decode_slots(data.get("slots", {}))
     serial = data["serial"]
-    if not isinstance(serial, int) or serial < 0:
-        raise ValueError(f"serial {serial!r}")
+    if not _is_int(serial) or serial < 0:
+        raise ValueError(f"serial {_shown(serial)}")
+    for key in ("lineage", "fleet", "salt"):
+        if type(data[key]) is not str:
+            raise ValueError(f"{key} {_shown(data[key])} is not a string")
     return State(
-        lineage=str(data["lineage"]),
+        lineage=data["lineage"],
         serial=serial,
-        fleet=str(data["fleet"]),
-        salt=str(data["salt"]),
-        vehicles_index={str(k): str(v) for k, v in data.get("vehicles_index", {}).items()},
+        fleet=data["fleet"],
+        salt=data["salt"],
+        vehicles_index=_strings(data.get("vehicles_index", {}), "vehicles_index"),
         callbacks={
-            name: CallbackRecord(str(raw["id"]), dict(raw["spec"]), dict(raw.get("secrets", {})), str(raw["status"]))
-            for name, raw in data.get("callbacks", {}).items()
+            name: _decode_callback(name, raw) for name, raw in _mapping(data.get("callbacks", {}), "callbacks").items()
         },
         slots=slots,
-        actions={rid: ActionRecord(*raw) for rid, raw in data.get("actions", {}).items()},
+        actions={rid: _decode_action(rid, raw) for rid, raw in _mapping(data.get("actions", {}), "actions").items()},
+        not_in_fleet=_strings(data.get("not_in_fleet", {}), "not_in_fleet"),
     )
+
+
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise ValueError(f"{what} is not a mapping")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # not bool, not float
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
