@@ -75,6 +75,16 @@ def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOp
     notices: list[Notice] = []
     slot_changes: list[Change] = []
     for vin in sorted(desired.vehicles.keys() | recorded.slots.keys()):
+        if vin in recorded.not_in_fleet and vin in desired.vehicles:
+            notices.append(
+                Notice(
+                    f"vehicle.{vin}",
+                    "not-in-fleet",
+                    f"not in fleet {fleet}'s vehicle list (read {recorded.not_in_fleet[vin]}); "
+                    "planned once the list holds it",
+                )
+            )
+            continue
         _vehicle(
             vin,
             desired.vehicles.get(vin, ()),
@@ -90,8 +100,8 @@ def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOp
     calls, kept = _calls(kept)
     return Plan(
         fleet=fleet,
-        lineage=state.lineage if state else None,
-        serial=state.serial if state else None,
+        lineage=state.lineage if state and state.serial else None,
+        serial=state.serial if state and state.serial else None,
         manifests=desired.digest,
         changes=tuple(kept),
         calls=tuple(calls),

@@ -27,6 +27,7 @@ def fleet_status(
         if change.cause and change.cause.startswith("Failed: ") and change.vin:
             failed.add(change.vin)
             causes[change.cause[len("Failed: ") :]] += 1
+    absent = {n.address.split(".")[1] for n in plan.notices if n.kind == "not-in-fleet"}
     drifted = {n.address.split(".")[1] for n in plan.notices if n.kind == "foreign"}
     for change in plan.changes:  # a change against a program refresh saw on the vehicle repairs drift
         if change.vin and change.before is not None and state is not None:
@@ -39,7 +40,8 @@ def fleet_status(
     updated = [a.updated_at for a in (state.actions.values() if state else ()) if a.updated_at]
     return {
         "vehicles": len(vehicles),
-        "converged": len(vehicles - changing - in_flight - failed),
+        "converged": len(vehicles - changing - in_flight - failed - absent),
+        "not_in_fleet": len(absent),
         "in_flight": len(in_flight),
         "to_change": len(changing - failed),
         "failed": len(failed),
@@ -56,6 +58,8 @@ def render_status(status: Mapping[str, Any], out: TextIO) -> None:
         f"Vehicles: {status['vehicles']:,}: {status['converged']:,} converged, {status['in_flight']:,} in flight, "
         f"{status['to_change']:,} to change ({status['drifted']:,} drifted), {status['failed']:,} failed.\n"
     )
+    if status["not_in_fleet"]:
+        out.write(f"Not in the fleet: {status['not_in_fleet']:,} vehicles the manifests name (run apply to recheck)\n")
     for cause, count in status["failed_by_cause"].items():
         out.write(f"  failed {cause}: {count:,} slots\n")
     out.write(f"Oldest pending remote: {status['oldest_pending'] or 'none'}\n")

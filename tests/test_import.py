@@ -66,3 +66,59 @@ def test_write_manifests_describes_the_live_fleet_and_plans_no_changes(repo: Pat
         after = run("plan", "--detailed-exitcode", cwd=onboard, env=env2)
         assert after.returncode == 0, after.stdout
         assert run("import", cwd=repo, env=env).returncode == 64
+
+
+def test_written_manifests_reference_query_credentials_and_quote_start_times(tmp_path: Path) -> None:
+    import httpx
+
+    from reconciler.api.client import ApiConfig, FleetClient
+    from reconciler.dump import write_manifests
+
+    live = {
+        "id": "cb-1",
+        "status": "Running",
+        "subscribe": {
+            "label": "ops",
+            "remoteTypes": ["ThermalPreconditioning"],
+            "callback": {
+                "webhook": {
+                    "target": "https://hooks.example/in",
+                    "name": "ops",
+                    "attributes": [
+                        {"type": "Query", "key": "token", "value": "query-secret-canary"},
+                        {"type": "Header", "key": "Authorization", "value": "header-secret-canary"},
+                        {"type": "Body", "key": "vin", "value": "$vin"},
+                    ],
+                }
+            },
+        },
+    }
+    program = {"slot": 1, "enabled": True, "recurrence": "Daily", "start": "PT7H30M", "occurence": {"day": ["Mon"]}}
+
+    def api(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/remote/callbacks"):
+            return httpx.Response(200, json={"_links": {}, "_embedded": {"callbacks": [live]}})
+        if request.url.path.endswith("/vehicles"):
+            return httpx.Response(200, json={"_links": {}, "_embedded": {"vehicles": [{"id": "v1", "vin": "VIN1"}]}})
+        return httpx.Response(200, json={"preconditionning": {"airConditioning": {"programs": [program]}}})
+
+    config = ApiConfig("https://api.example/v3", "c", "u", "p", rate_limit=1000)
+    with FleetClient(config, "f", transport=httpx.MockTransport(api)) as client:
+        lines = write_manifests(client, tmp_path)
+    callbacks = (tmp_path / "callbacks.yaml").read_text()
+    assert "query-secret-canary" not in callbacks and "header-secret-canary" not in callbacks
+    import yaml
+
+    webhook = yaml.safe_load(callbacks)["webhook"]
+    assert webhook["query"] == {"token": "${env:OPS_TOKEN}"} and webhook["body"] == {"vin": "$vin"}
+    assert "set OPS_TOKEN to the query parameter's value before plan or apply" in lines
+    fleet = (tmp_path / "fleet.yaml").read_text()
+    assert 'start: "07:30"' in fleet  # read by the older API spelling `preconditionning` too
+
+
+def test_every_missing_api_setting_is_named_at_once(repo: Path) -> None:  # noqa: F811
+    env = {k: v for k, v in SECRETS.items() if k not in ("FLEET_API_USERNAME", "FLEET_API_PASSWORD")}
+    result = run("apply", "--auto-approve", cwd=repo, env=env)
+    assert result.returncode == 7
+    assert "api.username: environment variable FLEET_API_USERNAME not set" in result.stderr
+    assert "api.password: environment variable FLEET_API_PASSWORD not set" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import ExitCode, LockedError, StateError
+from reconciler.errors import ExitCode, LockedError, LockLostError, StateError
 from reconciler.state.backend import LockInfo, isotime, utcnow
 from reconciler.state.file import FileBackend
 from reconciler.state.lock import Lease
 from reconciler.state.model import ActionRecord, SlotRecord, State
+from tests.conftest import EXAMPLES
 from tests.planning import program
+from tests.test_cli import SECRETS, run
 
 
 @pytest.fixture
@@ -105,6 +108,48 @@ def test_stale_serial_and_other_lineage_are_refused(backend: FileBackend) -> Non
             "is corrupt",
         ),
         (b"\xff\xfe", "is corrupt"),
+        (b'{"version": "1", "lineage": "x"}', "is corrupt: version '1' is not a state version"),
+        (b'{"version": true, "lineage": "x"}', "is corrupt: version True is not a state version"),
+        (b"[" * 100_000 + b"]" * 100_000, "is corrupt (not JSON"),
+        (
+            b'{"version": 1, "lineage": "x", "serial": 1, "fleet": "f", "salt": "s", "actions": {"r": [1, 2, 3]}}',
+            "is corrupt",
+        ),
+        (
+            b'{"version": 1, "lineage": "x", "serial": 1, "fleet": "f", "salt": "s", '
+            b'"actions": {"r": [7, "cb", "2026-11-25T07:00:00Z", "Pending", null, null, null]}}',
+            "actions.r holds a value of the wrong type",
+        ),
+        (
+            b'{"version": 1, "lineage": "x", "serial": 1, "fleet": "f", "salt": "s", '
+            b'"actions": {"r": ["V", "cb", "yesterday", "Pending", null, null, null]}}',
+            "is corrupt",
+        ),
+        (
+            b'{"version": 1, "lineage": "x", "serial": 1, "fleet": "f", "salt": "s", '
+            b'"actions": {"r": ["V", "cb", "2026-11-25T07:00:00Z", {"x": 1}, null, null, null]}}',
+            "actions.r holds a value of the wrong type",
+        ),
+        (
+            b'{"version": 1, "lineage": "x", "serial": 1, "fleet": "f", "salt": "s", '
+            b'"slots": {"V": {"1": ["PT7H0M/Mon/Daily/on", ["cb"], null, "Set", ""]}}}',
+            "slots.V.1 holds a value of the wrong type",
+        ),
+        (
+            b'{"version": 1, "lineage": "x", "serial": 1, "fleet": "f", "salt": "s", "slots": []}',
+            "slots is not a mapping",
+        ),
+        (b'{"version": 1, "lineage": "x", "serial": 1.5, "fleet": "f", "salt": "s"}', "is corrupt"),
+        (b'{"version": 1, "lineage": ["x"], "serial": 1, "fleet": "f", "salt": "s"}', "is corrupt"),
+        (
+            b'{"version": 1, "lineage": "x", "serial": 1, "fleet": "f", "salt": "s", "vehicles_index": {"V": 5}}',
+            "vehicles_index holds a value that is not a string",
+        ),
+        (
+            b'{"version": 1, "lineage": "x", "serial": 1, "fleet": "f", "salt": "s", '
+            b'"callbacks": {"cb": {"id": 3, "spec": {}, "status": "Running"}}}',
+            "callbacks.cb holds a value of the wrong type",
+        ),
     ],
 )
 def test_untrustworthy_state_is_refused_and_never_overwritten(
@@ -120,14 +165,53 @@ def test_untrustworthy_state_is_refused_and_never_overwritten(
     assert backend.path.read_bytes() == content
 
 
-def test_corrupt_state_names_its_backup(backend: FileBackend) -> None:
+@pytest.mark.parametrize("corrupt", ["{", '{"version": 1, "lineage": "x", "serial": -4, "fleet": "f", "salt": "s"}'])
+def test_corrupt_state_names_its_backup(backend: FileBackend, corrupt: str) -> None:
     backend.save(sample(), None)
     state = backend.load()
     assert state is not None
     backend.save(state, 1)
-    backend.path.write_text("{")
-    with pytest.raises(StateError, match=r"the previous version is in .*state\.json\.backup"):
+    backend.path.write_text(corrupt)
+    with pytest.raises(StateError, match=r"the previous version is in .*state\.json\.backup: check it, then copy"):
         backend.load()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_state_that_is_not_a_regular_file_is_refused_at_once(backend: FileBackend, kind: str) -> None:
+    backend.path.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(backend.path)
+    elif kind == "device":
+        backend.path.symlink_to("/dev/zero")
+    else:
+        backend.path.mkdir()
+    with pytest.raises(StateError, match="is not a regular file"):
+        backend.load()  # returns at once: a FIFO is not waited on, /dev/zero not read
+    with pytest.raises(StateError, match="is not a regular file"):
+        backend.save(sample(), None)
+
+
+def test_a_fifo_as_state_hangs_no_command(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES, tmp_path / "repo")
+    (tmp_path / "repo" / ".reconciler").mkdir()
+    os.mkfifo(tmp_path / "repo" / ".reconciler" / "state.json")
+    result = run("plan", cwd=tmp_path / "repo", env=SECRETS)  # a hang would time out
+    assert result.returncode == 1
+    assert "is not a regular file" in result.stderr
+
+
+def test_the_next_writer_removes_what_a_killed_save_left(backend: FileBackend) -> None:
+    backend.save(sample(), None)
+    folder = backend.path.parent
+    leftovers = [folder / ".state.json.0123abcd.tmp", folder / ".state.json.backup.4567.tmp"]
+    for leftover in leftovers:
+        leftover.write_text("half a state")
+    fresh_lock_temp = folder / ".state.json.lock.89ab.tmp"
+    fresh_lock_temp.write_text("another writer is taking the lock right now")
+    with Lease(backend, "apply"):
+        pass
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert fresh_lock_temp.exists()  # maybe someone's lock in the making: left alone until old
 
 
 # ---- lock -------------------------------------------------------------------------------------------------
@@ -196,6 +280,44 @@ def test_force_unlock_needs_the_right_id(backend: FileBackend) -> None:
         backend.force_unlock(info.id)
 
 
+@pytest.mark.parametrize("content", [b"", b"{", b'{"id": 5}', b"\x00\x01"])
+def test_an_unreadable_lock_is_taken_over_by_the_next_writer(backend: FileBackend, content: bytes) -> None:
+    backend.path.parent.mkdir(parents=True)
+    backend.lock_path.write_bytes(content)  # a writer killed between creating the lock file and writing it
+    shown = backend.current_lock()
+    assert shown is not None and shown.id == "unreadable" and "unreadable lock file" in shown.describe()
+    with Lease(backend, "apply") as lease:
+        assert backend.current_lock().id == lease.info.id  # type: ignore[union-attr]
+    assert backend.current_lock() is None
+
+
+def test_state_unlock_removes_an_unreadable_lock(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES, tmp_path / "repo")
+    lock = tmp_path / "repo" / ".reconciler" / "state.json.lock"
+    lock.parent.mkdir()
+    lock.write_text("")
+    shown = run("show", "--state", cwd=tmp_path / "repo", env=SECRETS)
+    assert shown.returncode == 0, shown.stderr
+    result = run("state", "unlock", "unreadable", cwd=tmp_path / "repo", env=SECRETS)
+    assert result.returncode == 0, result.stderr
+    assert not lock.exists()
+
+
+def test_a_lease_that_loses_its_lock_says_so_and_stops_the_run(backend: FileBackend) -> None:
+    import threading
+
+    stop = threading.Event()
+    with Lease(backend, "apply", ttl=timedelta(seconds=0.3), stop=stop) as lease:
+        backend.lock_path.write_text(LockInfo.for_this_process("apply (elsewhere)").to_json())
+        assert stop.wait(5)
+        with pytest.raises(LockLostError) as raised:
+            lease.check()
+        assert raised.value.exit_code is ExitCode.LOCKED
+        with pytest.raises(LockLostError):
+            backend.save(sample(), None, lock=lease.id)
+    assert not backend.path.exists()
+
+
 def test_renewing_a_lost_lock_fails(backend: FileBackend) -> None:
     info = LockInfo.for_this_process("apply")
     backend.acquire_lock(info)
@@ -258,6 +380,35 @@ def test_journal_appends_and_survives_a_torn_line(backend: FileBackend) -> None:
     assert backend.read_journal() == [{"type": "intent", "call": "c1"}, {"type": "result", "call": "c1"}]
     backend.clear_journal()
     assert backend.read_journal() == []
+
+
+def test_a_journal_line_that_is_not_an_entry_is_refused_not_crashed_on(backend: FileBackend) -> None:
+    backend.append_journal([{"kind": "intent", "id": "a", "op": "remote"}])
+    with open(backend.journal_path, "ab") as handle:
+        handle.write(b"[1, 2, 3]\n")
+    with pytest.raises(StateError, match=r"state\.json\.journal is corrupt: line 2 is not a journal entry"):
+        backend.read_journal()
+
+
+def test_a_journal_entry_of_the_wrong_shape_is_refused_when_folded(backend: FileBackend) -> None:
+    from reconciler.state.journal import fold
+
+    entries = [
+        {"kind": "intent", "id": "a", "op": "remote", "call": "not a call"},
+        {"kind": "result", "id": "a", "ok": True, "action_id": "r", "posted_at": "t"},
+    ]
+    with pytest.raises(StateError, match="entry 2 \\(remote\\) cannot be applied"):
+        fold(State.new("f"), entries)
+    with pytest.raises(StateError, match="entry 1 is not an intent"):
+        fold(State.new("f"), [{"kind": "intent", "id": 5, "op": "drop-tables"}])
+
+
+def test_events_lines_that_are_not_objects_hold_no_outcome(backend: FileBackend) -> None:
+    backend.append_events([{"n": 1}])
+    with open(backend.events_path, "ab") as handle:
+        handle.write(b'"a string"\n42\n[]\n')
+    backend.append_events([{"n": 2}])
+    assert backend.read_events() == [{"n": 1}, {"n": 2}]
 
 
 def test_events_are_cleared_only_up_to_what_was_read(backend: FileBackend) -> None:

@@ -185,6 +185,11 @@ def notice_lines(plan: Mapping[str, Any], pending_timeout: str = "") -> list[str
     failed = [n for n in plan["notices"] if n["kind"] == "failed"]
     for notice in failed:
         lines.append(f"Failed: {notice['address']}: {notice['detail']}")
+    absent = [n for n in plan["notices"] if n["kind"] == "not-in-fleet"]
+    for notice in absent[:20]:
+        lines.append(f"Not in the fleet: {notice['address'][len('vehicle.') :]}: {notice['detail']}")
+    if len(absent) > 20:
+        lines.append(f"Not in the fleet: {len(absent) - 20:,} more vehicles.")
     if plan["left_out"]:
         lines.append(
             f"Targeted plan: {plan['left_out']:,} other changes left out "
