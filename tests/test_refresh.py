@@ -29,7 +29,11 @@ def test_drift_is_reported_and_repaired(repo: Path) -> None:  # noqa: F811
             client.put(f"{box.fleet_url}/remote/callbacks/{callbacks[0]['id']}/status", json={"status": "Paused"})
         found = run("refresh", "--detailed-exitcode", "--format", "json", cwd=repo, env=env)
         assert found.returncode == 2, found.stdout + found.stderr
-        drift = {(d["kind"], d["address"]) for d in json.loads(found.stdout)["drift"]}
+        details = {(d["kind"], d["address"]): d["detail"] for d in json.loads(found.stdout)["drift"]}
+        drift = set(details)
+        assert details[("changed", f"vehicle.{changed}.slot.1")] == (
+            "the vehicle holds 05:00 Mon instead of 06:45 Mon-Fri; the next plan sets it back"
+        )
         assert ("callback-status", "callback.fleet-ops") in drift
         assert ("changed", f"vehicle.{changed}.slot.1") in drift
         assert ("deleted", f"vehicle.{emptied}.slot.1") in drift
@@ -63,6 +67,10 @@ def test_foreign_program_in_a_managed_slot_is_reported(repo: Path) -> None:  # n
         schedules.write_text(schedules.read_text() + """  - slot: 4\n    start: "21:00"\n    days: [Sun]\n""")
         found = json.loads(run("refresh", "--format", "json", cwd=repo, env=env).stdout)
         assert {(d["kind"], d["address"]) for d in found["drift"]} == {("foreign", f"vehicle.{vin}.slot.4")}
+        assert found["drift"][0]["detail"] == (
+            "holds 22:00 Sun, a program reconciler did not set; the next plan leaves it alone unless schedule "
+            "'weekend-shift' has `takeover: true` (or plan and apply run with --takeover)"
+        )
         plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
         assert f"vehicle.{vin}.slot.4" not in {c["address"] for c in plan["changes"]}  # not clobbered
         assert [n["kind"] for n in plan["notices"] if n["address"] == f"vehicle.{vin}.slot.4"] == ["foreign"]
