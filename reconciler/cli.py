@@ -45,6 +45,7 @@ from reconciler.state.addresses import addresses, describe, remove
 from reconciler.state.lock import Lease
 from reconciler.status import fleet_status, render_status
 from reconciler.validate import validate_project
+from reconciler.words import plural
 
 
 @dataclass(slots=True)
@@ -542,7 +543,7 @@ def state_rm(project: Project, address: tuple[str, ...]) -> int:
         loaded = recorded.serial
         forgotten = sum(remove(recorded, text) for text in address)
         serial = opened.backend.save(recorded, loaded)
-    click.echo(f"Forgot {forgotten} item{'s' if forgotten != 1 else ''}; state serial {serial}.")
+    click.echo(f"Forgot {plural(forgotten, 'item')}; state serial {serial}.")
     return 0
 
 
