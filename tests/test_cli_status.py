@@ -209,3 +209,17 @@ def test_no_colour_on_a_dumb_terminal(repo: Path) -> None:
     dumb = _on_a_terminal(["plan"], repo, "dumb")
     assert "Plan: 1 callback to create" in dumb
     assert "\x1b" not in dumb
+
+
+def test_status_counts_of_one_are_singular(repo: Path) -> None:
+    backend = converge(repo)
+    state = backend.load()
+    assert state is not None
+    vin = "VF3UHNKF0RL000025"  # depot-south: slots 1 and 2, carried by one remote
+    record = state.slots[vin][1]
+    state.slots[vin][1] = record._replace(action="refused")
+    state.actions["refused"] = ActionRecord(vin, "fleet-ops", "2026-01-01T00:00:00Z", "Failed", cause="MissingRights")
+    backend.save(state, state.serial)
+    text = run("status", cwd=repo, env=SECRETS).stdout
+    assert "Vehicles: 30: 29 converged, 0 in flight, 0 to change (0 drifted), 1 failed.\n" in text
+    assert "  failed MissingRights: 1 slot\n" in text
