@@ -37,6 +37,7 @@ from reconciler.state.journal import apply_result, begin, fold, intent, result
 from reconciler.state.lock import Lease
 from reconciler.state.model import State
 from reconciler.state.record import outcome_of, record_outcome, record_remote
+from reconciler.words import plural
 
 T = TypeVar("T")
 SAVE_EVERY = 5.0  # seconds between state saves while vehicles are being worked on
@@ -471,7 +472,8 @@ def summary_lines(report: ApplyReport, waited: bool) -> list[str]:
     ok = sum(1 for r in report.results if r.ok)
     failed = report.failed
     lines = [
-        f"Apply: {ok:,} calls done, {len(failed):,} failed, {len(report.skipped):,} skipped in {report.elapsed:.1f} s."
+        f"Apply: {plural(ok, 'call')} done, {len(failed):,} failed, {len(report.skipped):,} skipped "
+        f"in {report.elapsed:.1f} s."
     ]
     by_cause = Counter(r.cause for r in failed)
     for cause, count in sorted(by_cause.items()):

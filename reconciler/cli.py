@@ -7,6 +7,7 @@ one of them in one place and never shows a traceback for the user's own mistakes
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -33,10 +34,10 @@ from reconciler.project import (
     write_live_manifests,
     write_plan,
 )
-from reconciler.render.diagnostics import RENDERERS
+from reconciler.render.diagnostics import RENDERERS, render_error_json
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
-from reconciler.render.state import render_state
+from reconciler.render.state import render_state, render_state_markdown, state_summary
 from reconciler.render.text import render_text
 from reconciler.sandbox.listen import parse_listen
 from reconciler.sandbox.world import DEFAULT_FLEET
@@ -44,6 +45,7 @@ from reconciler.state.addresses import addresses, describe, remove
 from reconciler.state.lock import Lease
 from reconciler.status import fleet_status, render_status
 from reconciler.validate import validate_project
+from reconciler.words import plural
 
 
 @dataclass(slots=True)
@@ -78,6 +80,28 @@ def cli(ctx: click.Context, config: str, chdir: str | None) -> None:
     ctx.obj = Project(Path(config))
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_errors(command: F) -> F:
+    """With `--format json`, an error still answers in JSON on stdout (`result`, `exit_code`, and the
+    diagnostics of invalid manifests or settings), so a tool reading stdout never gets nothing; the text goes to
+    stderr as usual."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ReconcilerError as error:
+            if kwargs.get("fmt") != "json":
+                raise
+            _report(error)
+            render_error_json(error, sys.stdout)
+            return int(exit_code_for(error))
+
+    return wrapper  # type: ignore[return-value]
+
+
 @cli.command()
 @click.option(
     "--format",
@@ -89,6 +113,7 @@ def cli(ctx: click.Context, config: str, chdir: str | None) -> None:
 )
 @click.option("--strict", is_flag=True, help="Treat warnings, unset ${env:...} variables among them, as errors.")
 @click.pass_obj
+@json_errors
 def validate(project: Project, fmt: str, strict: bool) -> int:
     """Check reconciler.yaml and the manifests offline: schema and domain rules, no credentials needed."""
     report = validate_project(project.config, os.environ, strict=strict)
@@ -128,8 +153,8 @@ def validate(project: Project, fmt: str, strict: bool) -> int:
 def sandbox(listen: str, print_config: bool, **options: Any) -> int:
     """Serve a local emulator of the Fleet API with simulated vehicles, until stopped."""
     from reconciler.sandbox.app import SandboxSettings
+    from reconciler.sandbox.server import listen_warning, serve
     from reconciler.sandbox.server import print_config as write_sandbox_config
-    from reconciler.sandbox.server import serve
 
     try:
         host, port = parse_listen(listen)
@@ -140,11 +165,11 @@ def sandbox(listen: str, print_config: bool, **options: Any) -> int:
     if print_config:
         write_sandbox_config(settings, host, port, sys.stdout)
         return 0
+    warning = listen_warning(settings, host)
+    if warning:
+        click.echo(warning, err=True)
     serve(settings, host, port, sys.stdout)
     return 0
-
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def selection_options(command: F) -> F:
@@ -168,7 +193,10 @@ GUARDS = ("max_deleted_slots", "max_changed_vehicles")
 
 
 def _colour(stream: Any) -> bool:
-    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+    """Colour only on a terminal that shows it: not with NO_COLOR set, nor on TERM=dumb (editors, some CI)."""
+    if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
 
 
 def _render_plan(data: dict[str, Any], fmt: str, code: ExitCode) -> None:
@@ -191,6 +219,7 @@ def _warn(diagnostics: Any) -> None:
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when there are none.")
 @selection_options
 @click.pass_obj
+@json_errors
 def plan(
     project: Project,
     out: Path | None,
@@ -326,6 +355,7 @@ def stop_on_signals(
 @click.option("--state", "show_state", is_flag=True, help="Show the recorded state instead of a plan.")
 @click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
 @click.pass_obj
+@json_errors
 def show(project: Project, plan_file: Path | None, show_state: bool, fmt: str) -> int:
     """Render a saved plan file, or the recorded state with --state."""
     if show_state == (plan_file is not None):
@@ -335,12 +365,20 @@ def show(project: Project, plan_file: Path | None, show_state: bool, fmt: str) -
         _render_plan(saved.to_dict(), fmt, ExitCode.OK)
         return 0
     opened = open_project(project.config, os.environ)
-    state = opened.load_state()
+    # outcomes the receiver recorded and journal entries are folded in memory, as plan and status see them
+    state = opened.load_state(pending=True)
     lock = opened.backend.current_lock()
     if fmt == "json":
-        payload = {"result": "ok", "state": state.to_dict() if state else None, "lock": lock.__dict__ if lock else None}
+        payload = {
+            "result": "ok",
+            "state": state.to_dict() if state else None,
+            "summary": state_summary(state) if state else None,
+            "lock": lock.__dict__ if lock else None,
+        }
         json.dump(payload, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
+    elif fmt == "markdown":
+        render_state_markdown(state, opened.backend.name, lock, sys.stdout)
     else:
         render_state(state, opened.backend.name, lock, sys.stdout)
     return 0
@@ -416,7 +454,7 @@ def _adopt(project: Project, what: str, **options: Any) -> int:
         lines = import_project(opened, os.environ, what, stop=stop, **options)
     for line in lines:
         click.echo(line)
-    click.echo(f"Imported {len(lines)} item{'s' if len(lines) != 1 else ''}; run plan to see what still differs.")
+    click.echo(f"Imported {plural(len(lines), 'item')}; run plan to see what still differs.")
     return 0
 
 
@@ -447,6 +485,7 @@ def import_vehicles(project: Project, vins: tuple[str, ...]) -> int:
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
+@json_errors
 def status(project: Project, fmt: str) -> int:
     """How far the fleet has converged: vehicles converged, in flight, failed (by cause), still to change."""
     opened = open_project(project.config, os.environ)
@@ -525,7 +564,7 @@ def state_rm(project: Project, address: tuple[str, ...]) -> int:
         loaded = recorded.serial
         forgotten = sum(remove(recorded, text) for text in address)
         serial = opened.backend.save(recorded, loaded, lock=lease.id)
-    click.echo(f"Forgot {forgotten} item{'s' if forgotten != 1 else ''}; state serial {serial}.")
+    click.echo(f"Forgot {plural(forgotten, 'item')}; state serial {serial}.")
     return 0
 
 

@@ -18,7 +18,7 @@ import yaml
 from reconciler.api import wire
 from reconciler.api.client import FleetClient
 from reconciler.manifests.files import display_name
-from reconciler.render.blocks import days_text, hhmm
+from reconciler.words import days_text, hhmm
 
 HEADER = "# Written by reconciler import --write-manifests from the live fleet; review before committing.\n"
 

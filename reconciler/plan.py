@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,6 +17,7 @@ from typing import Any
 
 from reconciler.errors import GuardError, PlanError
 from reconciler.model import Program
+from reconciler.words import plural
 
 FORMAT_VERSION = "1.0"
 SENSITIVE_CHANGED = "(sensitive, changed)"
@@ -142,15 +144,21 @@ class GuardCheck:
     limit: str
     count: int
     total: int
-    maximum: float
+    maximum: int  # the largest count allowed (plan files from older releases may hold the unrounded float)
     exceeded: bool
 
     def describe(self) -> str:
-        what = {"max_deleted_slots": "slots to delete", "max_changed_vehicles": "recorded vehicles to change"}
+        """`max_changed_vehicles: 6 recorded vehicles to change > 50% (at most 5 of 11)`: the relation is the
+        verdict, and the maximum is the whole number the guard lets through."""
+        what = {
+            "max_deleted_slots": ("slot to delete", "slots to delete"),
+            "max_changed_vehicles": ("recorded vehicle to change", "recorded vehicles to change"),
+        }
+        singular, many = what.get(self.name, ("change", "changes"))
         relation = ">" if self.exceeded else "<="
         return (
-            f"{self.name}: {self.count:,} {what.get(self.name, 'changes')} {relation} {self.limit} "
-            f"(at most {self.maximum:,.0f} of {self.total:,})"
+            f"{self.name}: {plural(self.count, singular, many)} {relation} {self.limit} "
+            f"(at most {math.floor(self.maximum):,} of {self.total:,})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,17 +184,20 @@ class Summary:
     in_flight: int = 0
     failed: int = 0
 
-    def line(self) -> str:
+    def line(self, serial: int | None, left_out: int = 0) -> str:
+        """The plan's last line. Without changes it says what was compared: the manifests (or the targeted part
+        of them) against the recorded state of this serial, or against no state at all."""
         if not (self.callbacks_create or self.callbacks_update or self.callbacks_delete or self.vehicles):
-            return "No changes. The fleet matches the manifests."
-        calls = "call" if self.calls == 1 else "calls"
-        vehicles = "vehicle" if self.vehicles == 1 else "vehicles"
-        callbacks = "callback" if self.callbacks_create == 1 else "callbacks"
+            against = f"the recorded state (serial {serial})" if serial is not None else "an empty state"
+            if left_out:
+                return f"No changes in the targeted part of the manifests: it matches {against}."
+            if serial is None:
+                return "No changes: the manifests declare nothing and no state is recorded yet."
+            return f"No changes: the manifests match {against}."
         return (
-            f"Plan: {self.callbacks_create:,} {callbacks} to create, {self.callbacks_update:,} to update, "
-            f"{self.callbacks_delete:,} to delete; {self.vehicles:,} {vehicles} to update "
-            f"({self.slots_set:,} slot{'' if self.slots_set == 1 else 's'} set, {self.slots_deleted:,} deleted) "
-            f"in {self.calls:,} {calls}."
+            f"Plan: {plural(self.callbacks_create, 'callback')} to create, {self.callbacks_update:,} to update, "
+            f"{self.callbacks_delete:,} to delete; {plural(self.vehicles, 'vehicle')} to update "
+            f"({plural(self.slots_set, 'slot')} set, {self.slots_deleted:,} deleted) in {plural(self.calls, 'call')}."
         )
 
     def to_dict(self) -> dict[str, int]:

@@ -11,10 +11,12 @@ Per slot, with the recorded outcome of the remote that last touched it (DESIGN.m
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 from reconciler.callbacks import SENSITIVE, callback_spec, fingerprints
@@ -69,7 +71,7 @@ class PlanOptions:
 
 def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOptions) -> Plan:
     """Everything needed to move the recorded state to the desired one, as changes and calls."""
-    _check_selectors(desired, options)
+    _check_selectors(desired, state, options)
     recorded = state or State(lineage="", serial=0, fleet=fleet, salt="")
     changes = _callback_changes(desired, recorded, options)
     notices: list[Notice] = []
@@ -314,11 +316,31 @@ def _duration(seconds: float) -> str:
 # ---- selection, calls, guards ------------------------------------------------------------------------------
 
 
-def _check_selectors(desired: Desired, options: PlanOptions) -> None:
+def _check_selectors(desired: Desired, state: State | None, options: PlanOptions) -> None:
+    """UsageError (exit 64) for a selector that can match nothing: a typo must not pass for "no changes"."""
     for selector in (*options.targets, *options.excludes):
-        names = {"group": desired.groups, "schedule": desired.schedules}.get(selector.kind)
-        if names is not None and selector.value not in names:
-            raise UsageError(f"unknown {selector.kind} '{selector.value}' in selector {selector}")
+        if selector.kind == "vin":
+            if selector.value not in desired.vehicles and (state is None or selector.value not in state.slots):
+                raise UsageError(
+                    f"unknown vehicle '{selector.value}' in selector {selector}: no schedule selects it "
+                    "and the state records nothing for it"
+                )
+            continue
+        if selector.kind == "callback":
+            if selector.value not in desired.callbacks and (state is None or selector.value not in state.callbacks):
+                raise UsageError(
+                    f"unknown callback '{selector.value}' in selector {selector}: the manifests do not define it "
+                    "and the state records nothing for it"
+                )
+            continue
+        if selector.kind == "schedule" and selector.value not in desired.schedules:
+            recorded = state is not None and any(
+                record.schedule == selector.value for records in state.slots.values() for record in records.values()
+            )
+            if not recorded:  # a removed schedule's slots are still recorded until they are deleted
+                raise UsageError(f"unknown schedule '{selector.value}' in selector {selector}")
+        if selector.kind == "group" and selector.value not in desired.groups:
+            raise UsageError(f"unknown group '{selector.value}' in selector {selector}")
 
 
 def _matches(change: Change, selector: Selector, desired: Desired) -> bool:
@@ -420,6 +442,16 @@ def _guards(changes: list[Change], state: State, limits: Mapping[str, Limit]) ->
             total = len(state.slots)
         else:  # pragma: no cover - the config schema admits no other guard
             continue
-        maximum = limit.maximum(total)
+        maximum = allowed(limit, total)
         checks.append(GuardCheck(name, limit.text, count, total, maximum, count > maximum))
     return tuple(checks)
+
+
+def allowed(limit: Limit, total: int) -> int:
+    """The largest count a guard lets through, computed exactly: 50% of 11 allows 5, and 32.3% of 1,000 allows
+    323 (in floating point it would allow 322, refusing a count the text says is within the limit)."""
+    try:
+        amount = Fraction(limit.text.strip().removesuffix("%"))
+    except (ValueError, ZeroDivisionError):
+        amount = Fraction(limit.amount)
+    return math.floor(amount * total / 100 if limit.percent else amount)

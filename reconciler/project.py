@@ -26,6 +26,7 @@ from reconciler.state.journal import fold
 from reconciler.state.lock import Lease
 from reconciler.state.model import State
 from reconciler.state.open import open_backend
+from reconciler.words import plural
 
 if TYPE_CHECKING:  # the API client and httpx load only for the commands that call the API
     import httpx
@@ -382,10 +383,6 @@ def apply_project(
         if not options.targets and not options.excludes and plan_file is None:
             run.leftovers = changes_left(again, run.report)
         return run
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def index_fleet(state: State, vins: set[str], client: FleetClient) -> bool:

@@ -15,9 +15,9 @@ from reconciler.api import wire
 from reconciler.api.client import FleetClient
 from reconciler.callbacks import SECTIONS, SENSITIVE
 from reconciler.errors import ApiError, ApiUnavailableError
-from reconciler.model import Desired, Program
-from reconciler.render.blocks import days_text, hhmm
+from reconciler.model import Desired
 from reconciler.state.model import DONE, SlotRecord, State
+from reconciler.words import program_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +34,6 @@ class Refreshed:
     drift: list[Drift] = field(default_factory=list)
     unread: dict[str, str] = field(default_factory=dict)
     changed: bool = False
-
-
-def program_text(program: Program) -> str:
-    return f"{hhmm(program.start)} {days_text(program.days)}"
 
 
 def live_spec(subscribe: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from reconciler.model import Desired
 from reconciler.plan import Plan
 from reconciler.state.model import State
+from reconciler.words import plural
 
 
 def fleet_status(
@@ -34,7 +35,17 @@ def fleet_status(
             record = state.slots.get(change.vin, {}).get(int(change.address.rsplit(".", 1)[1]))
             if record is not None and record.action is None:
                 drifted.add(change.vin)
-    pending = [a.posted_at for a in (state.actions.values() if state else ()) if a.outcome in (None, "Pending")]
+    # the oldest remote still in flight: only actions that carry a slot the plan sees in flight (an action a
+    # later remote replaced may stay Pending in the state forever, and is not waited for)
+    pending = []
+    for notice in plan.notices:
+        if notice.kind != "in-flight" or state is None:
+            continue
+        _, vin, _, slot = notice.address.split(".")
+        record = state.slots.get(vin, {}).get(int(slot))
+        action = state.outcome(record) if record is not None else None
+        if action is not None:
+            pending.append(action.posted_at)
     events = list(events)
     received = [str(e.get("received_at")) for e in events if e.get("received_at")]
     updated = [a.updated_at for a in (state.actions.values() if state else ()) if a.updated_at]
@@ -61,8 +72,13 @@ def render_status(status: Mapping[str, Any], out: TextIO) -> None:
     if status["not_in_fleet"]:
         out.write(f"Not in the fleet: {status['not_in_fleet']:,} vehicles the manifests name (run apply to recheck)\n")
     for cause, count in status["failed_by_cause"].items():
-        out.write(f"  failed {cause}: {count:,} slots\n")
-    out.write(f"Oldest pending remote: {status['oldest_pending'] or 'none'}\n")
+        out.write(f"  failed {cause}: {plural(count, 'slot')}\n")
+    if status["oldest_pending"]:
+        out.write(f"Oldest remote in flight: posted {status['oldest_pending']}\n")
+    else:
+        out.write("Nothing in flight.\n")
     out.write(f"Last outcome received: {status['last_event'] or 'none yet'}\n")
     if status["unmatched_events"]:
-        out.write(f"Events for remote actions reconciler did not send: {status['unmatched_events']:,} (kept)\n")
+        out.write(
+            f"Events for remote actions reconciler did not send: {plural(status['unmatched_events'], 'event')} kept\n"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -98,7 +99,7 @@ def test_apply_examples_converges_and_a_second_apply_writes_nothing(repo: Path, 
     before = calls(box)
     second = apply(repo, box)
     assert second.returncode == 0
-    assert second.stdout == "No changes. The fleet matches the manifests.\n"
+    assert re.fullmatch(r"No changes: the manifests match the recorded state \(serial \d+\)\.\n", second.stdout)
     after = calls(box)
     for write in ("create_callback", "update_callback", "set_callback_status", "post_remote", "delete_callback"):
         assert after[write] == before[write], write

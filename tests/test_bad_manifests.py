@@ -74,6 +74,7 @@ CASES: dict[str, list[tuple[str, str]]] = {
     "slot-twice-in-schedule.yaml": [("slot-conflict", "9:11: slot 3 appears twice in this schedule (first at line 6)")],
     "five-programs.yaml": [
         ("slot-limit", "6:3: 5 programs in one schedule: a vehicle holds at most 4 (slots 1 to 4)"),
+        ("slot-conflict", "10:12: slot 4 appears twice in this schedule (first at line 9)"),  # in the same run
     ],
     "five-slots-on-vehicle.yaml": [
         (

@@ -88,7 +88,16 @@ def test_json_format_lists_diagnostics_with_result(tmp_path: Path) -> None:
             "severity": "error",
             "rule": "start-range",
             "message": "start '24:00' is outside 00:00..23:59",
-        }
+        },
+        {  # the schedule with the bad start still takes part in the slot checks, in the same run
+            "file": "manifests/schedules.yaml",
+            "line": 12,
+            "column": 11,
+            "severity": "error",
+            "rule": "slot-conflict",
+            "message": "slot 2 of vehicle W0LZGBZE8RS000003 is claimed by both 'midnight' (manifests/late.yaml:6:11) "
+            "and 'weekday-shifts' (manifests/schedules.yaml:12:11)",
+        },
     ]
     valid = json.loads(run("-C", str(EXAMPLES), "validate", "--format", "json", env=SECRETS).stdout)
     assert valid["result"] == "ok"
@@ -171,3 +180,61 @@ def test_internal_error_is_reported_briefly(
     err = capsys.readouterr().err
     assert err.startswith("Internal error: RuntimeError: boom")
     assert "Traceback" not in err
+
+
+def test_every_kind_of_finding_is_reported_in_one_run(write: WriteFiles, tmp_path: Path) -> None:
+    """A schema error, a bad start, a bad VIN and a slot conflict: one run reports all four. The bad start and
+    the bad VIN sit in the very documents that conflict, so checking them in stages would hide the conflict."""
+    write(
+        {
+            "reconciler.yaml": "fleet: f1\nmanifests: [manifests]\n",
+            "manifests/callbacks.yaml": """
+                kind: Callback
+                name: ops
+                webhook: {target: "http://127.0.0.1:8081/hook"}
+                remoteTypes: [ThermalPreconditioning]
+                """,
+            "manifests/groups.yaml": """
+                kind: VehicleGroup
+                name: north
+                vins: [VF3UHNKF5RL000005, VF3UHNKF5RLOOOOO5]
+                """,
+            "manifests/schedules.yaml": """
+                kind: Preconditioning
+                name: early
+                callback: ops
+                vehicles: {groups: [north]}
+                programs:
+                  - {slot: 1, start: "07:00", days: weekdays}
+                  - {slot: 2, start: "25:00", days: weekdays}
+                ---
+                kind: Preconditioning
+                name: late
+                callback: ops
+                vehicles: {vins: [VF3UHNKF5RL000005]}
+                programs:
+                  - {slot: 1, start: "08:00", days: weekdays}
+                """,
+            "manifests/broken.yaml": """
+                kind: Preconditioning
+                name: broken
+                callback: ops
+                vehicles: {vins: [VF7SHMZH8RP000001]}
+                programs:
+                  - {slot: 1, start: "06:00", days: daily, colour: red}
+                """,
+        }
+    )
+    result = run("validate", cwd=tmp_path)
+    assert result.returncode == 7
+    assert result.stdout.splitlines() == [
+        "manifests/broken.yaml:6:44: unknown field 'colour' in programs[0]",
+        "manifests/groups.yaml:3:27: malformed VIN 'VF3UHNKF5RLOOOOO5': a VIN is 17 letters and digits, "
+        "without I, O or Q",
+        "manifests/schedules.yaml:7:22: start '25:00' is outside 00:00..23:59",
+        "manifests/schedules.yaml:14:12: slot 1 of vehicle VF3UHNKF5RL000005 is claimed by both 'early' "
+        "(manifests/schedules.yaml:6:12) and 'late' (manifests/schedules.yaml:14:12)",
+        "Invalid: 4 errors, 0 warnings in 4 files.",
+    ]
+    report = json.loads(run("validate", "--format", "json", cwd=tmp_path).stdout)
+    assert [d["rule"] for d in report["diagnostics"]] == ["unknown-field", "vin-format", "start-range", "slot-conflict"]

@@ -53,7 +53,7 @@ def test_converged_fleet_has_no_changes(repo: Path) -> None:
     converge(repo)
     result = run("plan", "--detailed-exitcode", cwd=repo, env=SECRETS)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == "No changes. The fleet matches the manifests.\n"
+    assert result.stdout == "No changes: the manifests match the recorded state (serial 1).\n"
 
 
 def test_one_edited_slot_is_one_call(repo: Path) -> None:

@@ -51,7 +51,7 @@ def test_a_wrong_password_sends_at_most_parallelism_calls(repo: Path) -> None:  
 def test_a_spent_daily_quota_stops_at_once_saying_when_it_resets(repo: Path) -> None:  # noqa: F811
     with sandbox(vehicles=40, daily_limit=3) as box:
         result = apply(repo, box)
-        assert box.inspect("stats")["rate_limited"] == 1  # no retry of a day-long wait
+        assert 1 <= box.inspect("stats")["rate_limited"] <= 8  # the calls in flight at most, none retried
     assert result.returncode == 1, result.stdout + result.stderr
     assert "asks to wait 86,400 s before the next request (HTTP 429: its quota resets at" in result.stderr
     assert "longer than api.max_retry_wait (60 s)" in result.stderr

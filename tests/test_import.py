@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def test_import_then_plan_shows_no_changes(repo: Path) -> None:  # noqa: F811
         assert "Imported 30 items" in vehicles.stdout
         after = run("plan", "--detailed-exitcode", cwd=repo, env=env)
         assert after.returncode == 0, after.stdout
-        assert after.stdout == "No changes. The fleet matches the manifests.\n"
+        assert re.fullmatch(r"No changes: the manifests match the recorded state \(serial \d+\)\.\n", after.stdout)
         assert labels(box) == ["fleet-ops"]
 
 

@@ -25,7 +25,7 @@ def test_equal_and_done_is_nothing(outcome: str) -> None:
     result = plan(desired({VIN_A: [P1]}), settled(outcome))  # type: ignore[arg-type]
     assert result.changes == ()
     assert result.notices == ()
-    assert result.summary().line() == "No changes. The fleet matches the manifests."
+    assert result.summary().line(result.serial) == "No changes: the manifests match the recorded state (serial 3)."
 
 
 def test_observed_on_vehicle_is_nothing() -> None:
@@ -115,7 +115,7 @@ def test_new_changed_and_removed_slots_go_in_one_call() -> None:
         ("Set", program(3, "PT9H", ("Sat", "Sun"))),
     )
     assert all(c.call == call.id for c in result.changes)
-    assert result.summary().line() == (
+    assert result.summary().line(result.serial) == (
         "Plan: 0 callbacks to create, 0 to update, 0 to delete; 1 vehicle to update (2 slots set, 1 deleted) in 1 call."
     )
 
@@ -193,7 +193,7 @@ def test_callbacks_created_updated_paused_and_deleted_in_call_order() -> None:
         CallKind.REMOTE,
         CallKind.DELETE_CALLBACK,
     ]
-    assert result.summary().line() == (
+    assert result.summary().line(result.serial) == (
         "Plan: 1 callback to create, 2 to update, 1 to delete; 2 vehicles to update (1 slot set, 1 deleted) in 2 calls."
     )
 
@@ -237,6 +237,29 @@ def test_unknown_group_in_selector() -> None:
         plan(desired({VIN_A: [P1]}), None, targets=(Selector.parse("group:south"),))
 
 
+@pytest.mark.parametrize("option", ["targets", "excludes"])
+def test_a_vin_nothing_knows_is_a_usage_error(option: str) -> None:
+    selector = (Selector.parse(f"vin:{VIN_C}"),)
+    with pytest.raises(UsageError) as raised:
+        plan(desired({VIN_A: [P1]}), state({VIN_B: {1: SlotRecord(P1, "cb", "a1", "Set", "s")}}), **{option: selector})
+    assert str(raised.value) == (
+        f"unknown vehicle '{VIN_C}' in selector vin:{VIN_C}: no schedule selects it and the state records nothing for it"
+    )
+    assert raised.value.exit_code is ExitCode.USAGE
+
+
+def test_selectors_known_only_to_the_state_still_select() -> None:
+    """A vehicle, schedule or callback removed from the manifests is still recorded: its deletion can be targeted."""
+    recorded = state({VIN_B: {1: SlotRecord(P1, "cb", "a1", "Set", "old")}}, {"a1": action(VIN_B, "Success")})
+    want = desired({VIN_A: [P1]}, callbacks=[callback("new")], via="new")
+    for text in (f"vin:{VIN_B}", "schedule:old", "callback:cb"):
+        targeted = plan(want, recorded, targets=(Selector.parse(text),))
+        assert f"vehicle.{VIN_B}.slot.1" in [c.address for c in targeted.changes], text
+    for text in ("schedule:gone", "callback:gone"):
+        with pytest.raises(UsageError, match=f"unknown {text.split(':')[0]} 'gone'"):
+            plan(want, recorded, targets=(Selector.parse(text),))
+
+
 def _fleet(n: int) -> tuple[object, object]:
     vins = [f"VF3UHNKF5RL{i:06d}" for i in range(n)]
     recorded = state(
@@ -274,3 +297,34 @@ def test_max_changed_vehicles_at_n_and_n_plus_one(changed: int, exceeded: bool) 
     (guard,) = result.guards
     assert (guard.count, guard.total, guard.exceeded) == (changed, 10, exceeded)
     assert result.summary().vehicles == changed + 1
+
+
+@pytest.mark.parametrize(
+    ("changed", "text"),
+    [
+        (5, "max_changed_vehicles: 5 recorded vehicles to change <= 50% (at most 5 of 11)"),
+        (6, "max_changed_vehicles: 6 recorded vehicles to change > 50% (at most 5 of 11)"),
+        (1, "max_changed_vehicles: 1 recorded vehicle to change <= 50% (at most 5 of 11)"),
+    ],
+)
+def test_guard_text_shows_the_whole_number_allowed(changed: int, text: str) -> None:
+    vins, recorded = _fleet(11)  # 50% of 11 is 5.5: five vehicles may change, six may not
+    want = {vin: [program(1), program(2, "PT20H" if index < changed else "PT7H30M")] for index, vin in enumerate(vins)}
+    result = plan(desired(want), recorded, guards={"max_changed_vehicles": Limit.parse("50%")})  # type: ignore[arg-type]
+    (guard,) = result.guards
+    assert (guard.maximum, guard.exceeded) == (5, changed > 5)
+    assert guard.describe() == text
+
+
+@pytest.mark.parametrize(("changed", "exceeded"), [(323, False), (324, True)])
+def test_guard_percentage_is_exact_at_the_boundary(changed: int, exceeded: bool) -> None:
+    vins, recorded = _fleet(1000)  # 32.3% of 1,000 is 323 exactly; in floating point it is 322.99999999999994
+    want = {vin: [program(1), program(2, "PT20H" if index < changed else "PT7H30M")] for index, vin in enumerate(vins)}
+    result = plan(desired(want), recorded, guards={"max_changed_vehicles": Limit.parse("32.3%")})  # type: ignore[arg-type]
+    (guard,) = result.guards
+    assert (guard.maximum, guard.exceeded) == (323, exceeded)
+    relation = ">" if exceeded else "<="
+    assert (
+        guard.describe()
+        == f"max_changed_vehicles: {changed} recorded vehicles to change {relation} 32.3% (at most 323 of 1,000)"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 
 from reconciler.config import Limit
+from reconciler.model import Desired
 from reconciler.plan import Plan
+from reconciler.planner import Selector
 from reconciler.render.blocks import days_text, hhmm
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
@@ -115,7 +118,8 @@ def test_markdown_is_cut_with_a_note_under_the_limit(limit: int) -> None:
     text = rendered(render_markdown, limit=limit)
     assert len(text) <= limit
     if limit < 60_000:
-        assert "more sections are not shown, to stay under the comment size limit" in text
+        assert re.search(r"_\d+ more sections? (is|are) not shown, to stay under the comment size limit", text)
+        assert "1 more sections" not in text
     else:
         assert "not shown" not in text
 
@@ -146,11 +150,44 @@ def test_days_text(days: tuple[str, ...], text: str) -> None:
     assert days_text(days) == text
 
 
-def test_no_changes_text() -> None:
-    empty = plan(desired({VIN_A: [program(1)]}), state({VIN_A: {1: SlotRecord(program(1), "cb", None, "Set", "s")}}))
+def test_no_changes_says_what_it_compared() -> None:
+    recorded = state({VIN_A: {1: SlotRecord(program(1), "cb", None, "Set", "s")}})
+    empty = plan(desired({VIN_A: [program(1)]}), recorded)
     out = io.StringIO()
     render_text(empty.to_dict(), out)
-    assert out.getvalue() == "No changes. The fleet matches the manifests.\n"
+    assert out.getvalue() == "No changes: the manifests match the recorded state (serial 3).\n"
+    markdown = io.StringIO()
+    render_markdown(empty.to_dict(), markdown)
+    assert "**No changes: the manifests match the recorded state (serial 3).**" in markdown.getvalue()
+    nothing = plan(Desired({}, {}, {}, {}, (), "sha256:none"), None)
+    out = io.StringIO()
+    render_text(nothing.to_dict(), out)
+    assert out.getvalue() == "No changes: the manifests declare nothing and no state is recorded yet.\n"
+
+
+def test_no_changes_in_a_targeted_plan_says_so() -> None:
+    recorded = state({VIN_A: {1: SlotRecord(program(1), "cb", None, "Set", "s")}})
+    want = desired({VIN_A: [program(1)], VIN_B: [program(1)]})
+    targeted = plan(want, recorded, targets=(Selector.parse(f"vin:{VIN_A}"),))
+    out = io.StringIO()
+    render_text(targeted.to_dict(), out)
+    assert out.getvalue().splitlines()[-1] == (
+        "No changes in the targeted part of the manifests: it matches the recorded state (serial 3)."
+    )
+
+
+def test_counts_of_one_are_singular() -> None:
+    one = plan(desired({VIN_A: [program(1)]}, callbacks=[callback("cb")]), state({}, callbacks=[callback("cb")]))
+    out = io.StringIO()
+    render_text(one.to_dict(), out)
+    text = out.getvalue()
+    assert "vehicle VF3UHNKF5RL000005 (1 call via cb)" in text
+    assert text.splitlines()[-1] == (
+        "Plan: 0 callbacks to create, 0 to update, 0 to delete; 1 vehicle to update (1 slot set, 0 deleted) in 1 call."
+    )
+    markdown = io.StringIO()
+    render_markdown(one.to_dict(), markdown)
+    assert "1 vehicle changes, in 1 call." in markdown.getvalue()
 
 
 def test_pending_timeout_in_notices_uses_age() -> None:

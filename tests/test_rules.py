@@ -143,3 +143,87 @@ def test_hidden_folders_are_skipped_and_order_is_stable(write: WriteFiles, chdir
     outcome = load_manifests([Path("m"), Path("m/a.yaml")], {})
     assert outcome.errors == ()
     assert outcome.files == ("m/a.yaml", "m/b/z.yml")
+
+
+def test_a_document_with_a_schema_error_still_gets_its_own_checks(write: WriteFiles, chdir: Path) -> None:
+    write(
+        {
+            "m/cb.yaml": CALLBACK.replace("${env:HOOK_SECRET}", "static"),
+            "m/s.yaml": """
+                kind: Preconditioning
+                name: s
+                callback: cb
+                vehicles: {vins: [VF3UHNKF5RL000005]}
+                colour: red
+                programs:
+                  - {slot: 1, start: "24:30", days: daily}
+                  - {slot: 1, start: "PT123H", days: daily}
+                """,
+        }
+    )
+    outcome = load_manifests([Path("m")], {})
+    assert [(d.rule, d.source.line) for d in outcome.errors] == [
+        ("unknown-field", 5),
+        ("start-range", 7),
+        ("slot-conflict", 8),
+        ("start-format", 8),  # once: the schema's finding is not repeated as a range error
+    ]
+
+
+def test_documents_with_bad_values_keep_their_place_in_cross_checks(write: WriteFiles, chdir: Path) -> None:
+    """A schedule with a misnamed name, an unknown day, slot 5 and slot 1 twice still claims slot 1 once."""
+    write(
+        {
+            "m/cb.yaml": CALLBACK.replace("${env:HOOK_SECRET}", "static"),
+            "m/s.yaml": """
+                kind: Preconditioning
+                name: first one
+                callback: cb
+                vehicles: {vins: [VF3UHNKF5RL000005, not-a-vin]}
+                programs:
+                  - {slot: 1, start: "05:00", days: [Mon, Funday]}
+                  - {slot: 1, start: "06:00", days: daily}
+                  - {slot: 5, start: "07:00", days: daily}
+                ---
+                kind: Preconditioning
+                name: second
+                callback: cb
+                vehicles: {vins: [VF3UHNKF5RL000005]}
+                programs: [{slot: 1, start: "06:00", days: daily}]
+                """,
+        }
+    )
+    outcome = load_manifests([Path("m")], {})
+    assert [d.rule for d in outcome.errors] == [
+        "name-format",
+        "vin-format",
+        "days-unknown",
+        "slot-conflict",
+        "slot-range",
+        "slot-conflict",
+    ]
+    assert outcome.errors[-1].message == (
+        "slot 1 of vehicle VF3UHNKF5RL000005 is claimed by both 'first one' (m/s.yaml:6:12) and 'second' "
+        "(m/s.yaml:14:19)"
+    )
+    assert outcome.desired is None
+
+
+def test_a_schedule_of_an_invalid_group_is_not_called_empty(write: WriteFiles, chdir: Path) -> None:
+    write(
+        {
+            "m/cb.yaml": CALLBACK.replace("${env:HOOK_SECRET}", "static"),
+            "m/g.yaml": "kind: VehicleGroup\nname: g\nvins: VF3UHNKF5RL000005\n",
+            "m/s.yaml": """
+                kind: Preconditioning
+                name: s
+                callback: cb
+                vehicles: {groups: [g]}
+                programs: [{slot: 1, start: "05:00", days: daily}]
+                """,
+        }
+    )
+    outcome = load_manifests([Path("m")], {})
+    assert [d.format() for d in outcome.diagnostics if d.source.file != "m/cb.yaml"] == [
+        "m/g.yaml:3:7: vins must be a list, not the string 'VF3UHNKF5RL000005'"
+    ]

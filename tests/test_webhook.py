@@ -74,7 +74,7 @@ def test_outcomes_of_an_apply_arrive_and_are_folded(setup: tuple[Path, Sandbox, 
     plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
     assert plan["changes"] == [] and plan["notices"] == []  # every outcome known: nothing in flight
     again = run("apply", "--auto-approve", cwd=repo, env=env)  # a writer folds the events into the state
-    assert again.stdout == "No changes. The fleet matches the manifests.\n"
+    assert again.stdout == f"No changes: the manifests match the recorded state (serial {backend.load().serial}).\n"  # type: ignore[union-attr]
     assert "Remote actions: 30 Success" in run("show", "--state", cwd=repo, env=env).stdout
     assert backend.read_events() == []
 

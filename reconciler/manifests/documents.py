@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ from reconciler import schema
 from reconciler.diagnostics import Diagnostic, Severity, Source
 from reconciler.envsubst import EnvValue, resolve
 from reconciler.manifests.normalise import normalise_document, parse_start, start_in_range
-from reconciler.model import Attribute, Callback, Program
+from reconciler.model import MAX_SLOTS, Attribute, Callback, Program
 from reconciler.yamlload import Document
 
 KIND_SCHEMAS = {
@@ -83,24 +84,39 @@ def identify(document: Document, found: list[Diagnostic]) -> Named | None:
     return Named(kind, name, document.position(["name"]))
 
 
+# Schema findings about one value whose document keeps its shape: the value is reported and left out, and the
+# document still takes part in the cross-document rules (references, slot conflicts, slots per vehicle), so one
+# run reports everything. Any other schema finding leaves the document out of those rules, which need its shape.
+VALUE_RULES = frozenset({"vin-format", "start-format", "days-unknown", "slot-range"})
+_VIN = re.compile(schema.VIN_PATTERN)
+
+
 def parse(
     document: Document, kind: str, environ: Mapping[str, str], strict: bool, found: list[Diagnostic]
 ) -> Parsed | None:
-    """Check one identified document and normalise it; None when it has errors (all reported)."""
-    errors = schema.check(document, KIND_SCHEMAS[kind])
-    if errors:
-        found.extend(errors)
-        return None
-    data = document.data
+    """Check one identified document and normalise it.
+
+    Every finding is reported. The result is None only when the document's shape is unusable (a schema finding
+    outside VALUE_RULES, or an unusable callback target); a document with other errors is still returned, for
+    the cross-document rules, and the model is never built from it (any error discards the whole model).
+    """
     before = len(found)
+    errors = schema.check(document, KIND_SCHEMAS[kind])
+    found.extend(errors)
+    data = document.data
+    reported = {d.source for d in errors}
     if kind == "Preconditioning":
-        _check_programs(document, data["programs"], found)
+        _check_programs(document, data.get("programs"), reported, found)
         _check_duplicates(document, ("vehicles", "vins"), found, upper=True)
     elif kind == "VehicleGroup":
         _check_duplicates(document, ("vins",), found, upper=True)
-    if any(d.is_error for d in found[before:]):
+    own_name = document.position(["name"])
+    if any(d.rule not in VALUE_RULES and not (d.rule == "name-format" and d.source == own_name) for d in errors):
         return None
-    parsed = Parsed(kind, data["name"], document, normalise_document(data))
+    lenient = any(d.is_error for d in found[before:])
+    parsed = Parsed(
+        kind, data["name"], document, normalise_document(_usable(data) if lenient else data, lenient=lenient)
+    )
     if kind == "Callback":
         parsed.callback = _callback(document, parsed.data, environ, strict, found)
         if parsed.callback is None:
@@ -110,36 +126,61 @@ def parse(
             Program(p["slot"], p["start"], tuple(p["days"]), p["recurrence"], p["enabled"])
             for p in parsed.data["programs"]
         )
-        parsed.slot_sources = {
-            program["slot"]: document.position(["programs", index, "slot"])
-            for index, program in enumerate(data["programs"])
-        }
+        parsed.slot_sources = {}
+        for index, program in enumerate(data["programs"]):
+            if any(p["slot"] == program["slot"] for p in parsed.data["programs"]):
+                parsed.slot_sources.setdefault(program["slot"], document.position(["programs", index, "slot"]))
     return parsed
 
 
-def _check_programs(document: Document, programs: list[dict[str, Any]], found: list[Diagnostic]) -> None:
+def _usable(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a document whose findings are all about single values, without those values: malformed VINs
+    are dropped, as are programs whose slot does not exist and all but the first program claiming a slot."""
+    out = dict(data)
+    if "vins" in data:
+        out["vins"] = [vin for vin in data["vins"] if _VIN.match(vin)]
+    if "vehicles" in data:
+        out["vehicles"] = {**data["vehicles"]}
+        if "vins" in data["vehicles"]:
+            out["vehicles"]["vins"] = [vin for vin in data["vehicles"]["vins"] if _VIN.match(vin)]
+    if "programs" in data:
+        seen: set[int] = set()
+        programs = []
+        for program in data["programs"]:
+            if 1 <= program["slot"] <= MAX_SLOTS and program["slot"] not in seen:
+                seen.add(program["slot"])
+                programs.append(program)
+        out["programs"] = programs
+    return out
+
+
+def _check_programs(document: Document, programs: Any, reported: set[Source], found: list[Diagnostic]) -> None:
+    """Start times and slots claimed twice in one schedule, for every program with the shape to check; a value
+    the schema already reported is not reported again."""
+    if not isinstance(programs, list):
+        return
     first_line: dict[int, int] = {}
     for index, program in enumerate(programs):
-        start = program["start"]
-        parsed = parse_start(start)
-        if parsed is None:
-            found.append(
-                Diagnostic(
-                    document.position(["programs", index, "start"]),
-                    "start-format",
-                    f'start \'{start}\' is not a time of day: use "HH:MM" or "PT7H30M"',
+        if not isinstance(program, dict):
+            continue
+        start = program.get("start")
+        start_at = document.position(["programs", index, "start"])
+        if isinstance(start, str) and start_at not in reported:
+            parsed = parse_start(start)
+            if parsed is None:
+                found.append(
+                    Diagnostic(
+                        start_at,
+                        "start-format",
+                        f'start \'{start}\' is not a time of day: use "HH:MM" or "PT7H30M"',
+                    )
                 )
-            )
-        elif not start_in_range(*parsed):
-            found.append(
-                Diagnostic(
-                    document.position(["programs", index, "start"]),
-                    "start-range",
-                    f"start '{start}' is outside 00:00..23:59",
-                )
-            )
+            elif not start_in_range(*parsed):
+                found.append(Diagnostic(start_at, "start-range", f"start '{start}' is outside 00:00..23:59"))
+        slot = program.get("slot")
+        if not isinstance(slot, int) or isinstance(slot, bool):
+            continue
         slot_at = document.position(["programs", index, "slot"])
-        slot = program["slot"]
         if slot in first_line:
             found.append(
                 Diagnostic(
@@ -156,8 +197,12 @@ def _check_duplicates(document: Document, path: tuple[str, ...], found: list[Dia
     values: Any = document.data
     for step in path:
         values = values.get(step, []) if isinstance(values, dict) else []
+    if not isinstance(values, list):
+        return  # the schema reported it
     seen: dict[str, int] = {}
     for index, value in enumerate(values):
+        if not isinstance(value, str):
+            continue
         key = value.upper() if upper else value
         if key in seen:
             first = document.position([*path, seen[key]])
@@ -198,7 +243,6 @@ def _env_value(
 def _callback(
     document: Document, data: dict[str, Any], environ: Mapping[str, str], strict: bool, found: list[Diagnostic]
 ) -> Callback | None:
-    before = len(found)
     target = _env_value(document, ["webhook", "target"], "webhook.target", environ, strict, found)
     if target is not None and target.value is not None:
         problem = target_problem(target.value)
@@ -220,8 +264,10 @@ def _callback(
                     )
                 )
             attributes.append(Attribute(kind, key, value))
-    if any(d.is_error for d in found[before:]) or target is None:
+    if target is None:
         return None
+    # with other errors the callback is still returned, for the rules about schedules that use it; the model
+    # is never built from it (any error discards the whole model)
     return Callback(
         name=data["name"],
         target=target,

@@ -101,6 +101,7 @@ def _schedule(
                 )
             )
     vins = set(data["vehicles"]["vins"])
+    unresolved = False
     raw_groups = document.data["vehicles"].get("groups", [])
     for index, group in enumerate(raw_groups):
         if ("VehicleGroup", group) not in known:
@@ -112,11 +113,13 @@ def _schedule(
                     f"unknown vehicle group '{group}'{schema.suggest(group, _names(known, 'VehicleGroup'))}",
                 )
             )
+        elif group in groups:
+            vins.update(groups[group])
         else:
-            vins.update(groups.get(group, ()))
+            unresolved = True  # the group is invalid (and reported): its vehicles are unknown, not absent
     if not ok:
         return None
-    if not vins:
+    if not vins and not unresolved:
         found.append(
             Diagnostic(
                 document.position(["vehicles"]),

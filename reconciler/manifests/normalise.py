@@ -66,11 +66,22 @@ def canonical_days(days: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(day for day in DAYS if day in chosen)
 
 
-def normalise_program(program: dict[str, Any]) -> dict[str, Any]:
+def normalise_program(program: dict[str, Any], *, lenient: bool = False) -> dict[str, Any]:
+    """The canonical program. `lenient` (for a document whose bad values were already reported) keeps a start
+    that is not a time of day as written and drops unknown day names, instead of raising."""
+    if lenient:
+        start = program["start"]
+        parsed = parse_start(start)
+        if parsed is not None and start_in_range(*parsed):
+            start = canonical_start(start)
+        days = program["days"]
+        chosen = DAY_SETS.get(days, ()) if isinstance(days, str) else canonical_days([d for d in days if d in DAYS])
+    else:
+        start, chosen = canonical_start(program["start"]), canonical_days(program["days"])
     return {
         "slot": program["slot"],
-        "start": canonical_start(program["start"]),
-        "days": list(canonical_days(program["days"])),
+        "start": start,
+        "days": list(chosen),
         "recurrence": program.get("recurrence", "Daily"),
         "enabled": program.get("enabled", True),
     }
@@ -80,8 +91,9 @@ def _vins(values: list[str]) -> list[str]:
     return sorted({vin.upper() for vin in values})
 
 
-def normalise_document(data: dict[str, Any]) -> dict[str, Any]:
-    """The canonical form of one schema-valid manifest document (input is not modified)."""
+def normalise_document(data: dict[str, Any], *, lenient: bool = False) -> dict[str, Any]:
+    """The canonical form of one schema-valid manifest document (input is not modified); `lenient` as for
+    `normalise_program`."""
     kind = data["kind"]
     out: dict[str, Any] = {"kind": kind, "name": data["name"]}
     if "description" in data:
@@ -95,7 +107,9 @@ def normalise_document(data: dict[str, Any]) -> dict[str, Any]:
             "groups": sorted(set(vehicles.get("groups", []))),
             "vins": _vins(vehicles.get("vins", [])),
         }
-        out["programs"] = sorted((normalise_program(p) for p in data["programs"]), key=lambda p: p["slot"])
+        out["programs"] = sorted(
+            (normalise_program(p, lenient=lenient) for p in data["programs"]), key=lambda p: p["slot"]
+        )
         out["takeover"] = data.get("takeover", False)
     elif kind == "Callback":
         webhook = data["webhook"]

@@ -7,11 +7,14 @@ vehicles that get exactly the same change (so 400 vehicles with one new start ti
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model import DAYS
+from reconciler.plan import GuardCheck
+from reconciler.words import days_text, hhmm, plural, program_text
+
+__all__ = ["Block", "build_blocks", "days_text", "hhmm", "notice_lines", "program_text", "value_text"]
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "status": "~", "retry": "!"}
 SENSITIVE_MARKERS = ("(sensitive)", "(sensitive, changed)")
@@ -23,37 +26,6 @@ class Block:
     title: str
     lines: list[tuple[str, str]] = field(default_factory=list)
     vins: list[str] = field(default_factory=list)
-
-
-def hhmm(start: str) -> str:
-    """PT7H5M -> 07:05."""
-    body = start[2:]
-    hours, _, rest = body.partition("H") if "H" in body else ("0", "", body)
-    minutes = rest.rstrip("M") or "0"
-    return f"{int(hours):02d}:{int(minutes):02d}"
-
-
-def days_text(days: Sequence[str]) -> str:
-    """Mon,Tue,Wed,Thu,Fri -> Mon-Fri; all seven -> daily."""
-    chosen = [day for day in DAYS if day in days]
-    if len(chosen) == 7:
-        return "daily"
-    runs: list[list[str]] = []
-    for day in chosen:
-        if runs and DAYS.index(day) == DAYS.index(runs[-1][-1]) + 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(run) for run in runs)
-
-
-def program_text(view: Mapping[str, Any]) -> str:
-    text = f"{hhmm(view['start'])} {days_text(view['days'])}"
-    if view["recurrence"] != "Daily":
-        text += f", recurrence {view['recurrence']}"
-    if not view["enabled"]:
-        text += ", disabled"
-    return text
 
 
 def value_text(path: str, value: Any) -> str:
@@ -160,10 +132,9 @@ def build_blocks(plan: Mapping[str, Any]) -> list[Block]:
         via = block.title
         per_vehicle = calls[block.vins[0]]
         if count == 1:
-            noun = "call" if per_vehicle == 1 else "calls"
-            block.title = f"vehicle {block.vins[0]} ({per_vehicle} {noun} via {via})"
+            block.title = f"vehicle {block.vins[0]} ({plural(per_vehicle, 'call')} via {via})"
         else:
-            block.title = f"{count:,} vehicles, the same change each ({per_vehicle * count:,} calls via {via})"
+            block.title = f"{count:,} vehicles, the same change each ({plural(per_vehicle * count, 'call')} via {via})"
         blocks.append(block)
     return blocks
 
@@ -174,14 +145,15 @@ def notice_lines(plan: Mapping[str, Any], pending_timeout: str = "") -> list[str
     in_flight = [n for n in plan["notices"] if n["kind"] == "in-flight"]
     if in_flight:
         vehicles = len({n["address"].split(".")[1] for n in in_flight})
-        slots = "slot" if len(in_flight) == 1 else "slots"
-        cars = "vehicle is" if vehicles == 1 else "vehicles are"
-        lines.append(f"In flight: {len(in_flight):,} {slots} on {vehicles:,} {cars} Pending; nothing to do yet.")
+        lines.append(
+            f"In flight: {plural(len(in_flight), 'slot')} on {plural(vehicles, 'vehicle is', 'vehicles are')} "
+            "Pending; nothing to do yet."
+        )
     foreign = [n for n in plan["notices"] if n["kind"] == "foreign"]
     for notice in foreign[:20]:
         lines.append(f"Left alone: {notice['address']} {notice['detail']}")
     if len(foreign) > 20:
-        lines.append(f"Left alone: {len(foreign) - 20:,} more slots holding programs reconciler did not set.")
+        lines.append(f"Left alone: {plural(len(foreign) - 20, 'more slot')} holding programs reconciler did not set.")
     failed = [n for n in plan["notices"] if n["kind"] == "failed"]
     for notice in failed:
         lines.append(f"Failed: {notice['address']}: {notice['detail']}")
@@ -192,15 +164,13 @@ def notice_lines(plan: Mapping[str, Any], pending_timeout: str = "") -> list[str
         lines.append(f"Not in the fleet: {len(absent) - 20:,} more vehicles.")
     if plan["left_out"]:
         lines.append(
-            f"Targeted plan: {plan['left_out']:,} other changes left out "
+            f"Targeted plan: {plural(plan['left_out'], 'other change')} left out "
             f"(targets: {', '.join(plan['options']['targets']) or 'all'}; "
             f"excludes: {', '.join(plan['options']['excludes']) or 'none'})."
         )
     for guard in plan["guards"]:
         if guard["exceeded"]:
             lines.append(
-                f"Guard {guard['name']} exceeded: {guard['count']:,} > {guard['limit']} "
-                f"(at most {guard['maximum']:,.0f} of {guard['total']:,}); apply will refuse without "
-                f"--allow {guard['name']}."
+                f"Guard exceeded: {GuardCheck(**guard).describe()}; apply will refuse without --allow {guard['name']}."
             )
     return lines

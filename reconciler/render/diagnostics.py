@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from reconciler.diagnostics import Diagnostic
-from reconciler.errors import ExitCode
+from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, exit_code_for
+from reconciler.words import plural
 
 FORMAT_VERSION = "1.0"
 
@@ -22,25 +23,21 @@ class Report:
     summary: dict[str, int]
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
 def render_text(report: Report, out: TextIO) -> None:
     for diagnostic in report.diagnostics:
         out.write(diagnostic.format() + "\n")
     s = report.summary
     if report.exit_code is ExitCode.OK:
-        warnings = f", {_plural(s['warnings'], 'warning')}" if s["warnings"] else ""
+        warnings = f", {plural(s['warnings'], 'warning')}" if s["warnings"] else ""
         out.write(
-            f"Valid: {_plural(s['files'], 'file')}, {_plural(s['callbacks'], 'callback')}, "
-            f"{_plural(s['groups'], 'vehicle group')}, {_plural(s['schedules'], 'schedule')}; "
-            f"{_plural(s['vehicles'], 'vehicle')}, {_plural(s['slots'], 'slot')}{warnings}.\n"
+            f"Valid: {plural(s['files'], 'file')}, {plural(s['callbacks'], 'callback')}, "
+            f"{plural(s['groups'], 'vehicle group')}, {plural(s['schedules'], 'schedule')}; "
+            f"{plural(s['vehicles'], 'vehicle')}, {plural(s['slots'], 'slot')}{warnings}.\n"
         )
     else:
         out.write(
-            f"Invalid: {_plural(s['errors'], 'error')}, {_plural(s['warnings'], 'warning')} "
-            f"in {_plural(s['files'], 'file')}.\n"
+            f"Invalid: {plural(s['errors'], 'error')}, {plural(s['warnings'], 'warning')} "
+            f"in {plural(s['files'], 'file')}.\n"
         )
 
 
@@ -52,6 +49,24 @@ def render_json(report: Report, out: TextIO) -> None:
         "summary": report.summary,
         "diagnostics": [d.to_dict() for d in report.diagnostics],
     }
+    json.dump(document, out, indent=2, sort_keys=True)
+    out.write("\n")
+
+
+def render_error_json(error: ReconcilerError, out: TextIO) -> None:
+    """What a `--format json` command prints when it stops on an error: `result` and `exit_code` as every JSON
+    output carries them, the diagnostics of invalid manifests or settings (each with file, line, column,
+    severity, rule and message, as `validate --format json` gives them), and the message of any other error."""
+    code = exit_code_for(error)
+    diagnostics = error.diagnostics if isinstance(error, InvalidInputError) else ()
+    document: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "result": code.result,
+        "exit_code": int(code),
+        "diagnostics": [d.to_dict() for d in diagnostics],
+    }
+    if not diagnostics:
+        document["message"] = str(error)
     json.dump(document, out, indent=2, sort_keys=True)
     out.write("\n")
 

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from reconciler.plan import Summary
 from reconciler.render.blocks import build_blocks, notice_lines
+from reconciler.words import plural
 
 LIMIT = 60_000
 VINS_SHOWN = 200
@@ -18,14 +19,14 @@ def render_markdown(plan: Mapping[str, Any], out: TextIO, *, limit: int = LIMIT)
     head = [
         f"### reconciler plan for fleet `{plan['fleet']}`",
         "",
-        f"**{summary.line()}**",
+        f"**{summary.line(plan['state']['serial'], plan['left_out'])}**",
         "",
         "| | create | update | delete |",
         "|---|---:|---:|---:|",
         f"| callbacks | {summary.callbacks_create:,} | {summary.callbacks_update:,} | {summary.callbacks_delete:,} |",
         f"| slots | {_created(plan):,} | {summary.slots_set - _created(plan):,} | {summary.slots_deleted:,} |",
         "",
-        f"{summary.vehicles:,} vehicles change, in {summary.calls:,} calls.",
+        f"{plural(summary.vehicles, 'vehicle changes', 'vehicles change')}, in {plural(summary.calls, 'call')}.",
         "",
     ]
     notes = notice_lines(plan)
@@ -36,7 +37,8 @@ def render_markdown(plan: Mapping[str, Any], out: TextIO, *, limit: int = LIMIT)
     sections = [_section(block.symbol, block.title, block.lines, block.vins) for block in build_blocks(plan)]
     for index, section in enumerate(sections):
         cut = (
-            f"\n_{len(sections) - index:,} more sections are not shown, to stay under the comment size limit: "
+            f"\n_{plural(len(sections) - index, 'more section is', 'more sections are')} not shown, "
+            "to stay under the comment size limit: "
             "the whole plan is in `reconciler plan --format json`._\n"
         )
         if len(text) + len(section) + len(cut) + len(tail) > limit:

@@ -36,4 +36,4 @@ def render_text(plan: Mapping[str, Any], out: TextIO, *, colour: bool = False) -
         out.write("\n")
     for line in notes:
         out.write(line + "\n")
-    out.write(_paint(Summary(**plan["summary"]).line(), "1", colour) + "\n")
+    out.write(_paint(Summary(**plan["summary"]).line(plan["state"]["serial"], plan["left_out"]), "1", colour) + "\n")

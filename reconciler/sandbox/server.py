@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import TextIO
 
 import uvicorn
 
+from reconciler.errors import ReconcilerError
 from reconciler.sandbox.app import BASE, SandboxSettings, create_app
 
 
@@ -16,10 +18,13 @@ def base_url(host: str, port: int) -> str:
 
 
 def print_config(settings: SandboxSettings, host: str, port: int, out: TextIO) -> None:
-    """A ready reconciler.yaml for this sandbox (its credentials are not secrets: the sandbox is local)."""
+    """A ready reconciler.yaml for this sandbox (its credentials are not secrets: the sandbox is local).
+
+    No `yaml-language-server` schema line: the schema ships inside the installed package, and no relative path
+    from wherever this file is written reaches it.
+    """
     out.write(
-        f"""# yaml-language-server: $schema=schemas/config.schema.json
-# reconciler.yaml for `reconciler sandbox` on {host}:{port}
+        f"""# reconciler.yaml for `reconciler sandbox` on {host}:{port}
 fleet: {settings.fleet}
 manifests: [manifests]
 api:
@@ -36,13 +41,33 @@ state:
     )
 
 
+def listen_warning(settings: SandboxSettings, host: str) -> str | None:
+    """A warning when the sandbox would be reachable from other machines: its credentials are fixed and printed."""
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: it may resolve to anything
+    return (
+        f"warning: the sandbox listens on {host}, not a loopback address: other machines may reach it, and its "
+        f"credentials are fixed (username {settings.username}, client_id {settings.client_id}). "
+        "Use --listen 127.0.0.1:PORT unless that is what you want."
+    )
+
+
 def serve(settings: SandboxSettings, host: str, port: int, out: TextIO) -> None:
-    """Serve until stopped (Ctrl-C or SIGTERM)."""
+    """Serve until stopped (Ctrl-C or SIGTERM); ReconcilerError when the address cannot be listened on."""
     app = create_app(settings)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as error:  # port in use, address not on this machine, host name unknown
+        sock.close()
+        raise ReconcilerError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     sock.listen(2048)  # connections queue from now on, before the address is printed
     bound = sock.getsockname()[1]
     out.write(
