@@ -231,7 +231,7 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, float) and not math.isfinite(value):
-        return f"the number {'.nan' if math.isnan(value) else '-.inf' if value < 0 else '.inf'}"
+        return f"the value {'.nan' if math.isnan(value) else '-.inf' if value < 0 else '.inf'}"
     if isinstance(value, int | float):
         return f"the number {brief(value)}"
     if isinstance(value, str):

@@ -159,7 +159,7 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ("type", "6:45: retryPolicy.retryNumber must be a whole number, not the number 3.0"),
         ("type", "6:62: retryPolicy.retryDelay must be a whole number, not the string '10'"),
         ("type", "7:21: batchNotify.size must be a whole number, not the number 10.0"),
-        ("type", "7:38: batchNotify.timeWindow must be a whole number, not the number .inf"),
+        ("type", "7:38: batchNotify.timeWindow must be a whole number, not the value .inf"),
     ],
     "alias-bomb.yaml": [
         (
