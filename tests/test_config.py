@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,19 @@ def test_api_settings_for_apply_resolve_certificates_beside_the_config(write: Wr
     assert (config.client_id, config.username, config.password, config.parallelism) == ("app", "mzp", "s3cret", 3)
     with pytest.raises(ConfigError, match=r"api\.password: environment variable PSA_PASSWORD not set"):
         api_config(open_project(tmp_path / "reconciler.yaml", {"PSA_CLIENT_ID": "app", "PSA_USERNAME": "mzp"}))
+
+
+def test_a_settings_file_that_is_not_a_regular_file_is_named_so(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    for name, what in [
+        ("fifo.yaml", "a FIFO (named pipe)"),
+        ("folder.yaml", "a folder"),
+        ("zero.yaml", "a character device"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            load_settings(tmp_path / name, {})
+        assert [(d.rule, d.message) for d in raised.value.diagnostics] == [
+            ("file-unreadable", f"{what}, not a regular file")
+        ]

@@ -11,6 +11,7 @@ from reconciler.manifests import load_manifests
 from reconciler.vin import make_vin
 from reconciler.yamlload import MAX_ALIAS_VALUES, load_text
 from tests.conftest import WriteFiles
+from tests.test_cli import SECRETS, run
 
 ITEMS = 15_000  # five aliases of it stay within MAX_ALIAS_VALUES
 BIG = f"""kind: Preconditioning
@@ -73,3 +74,18 @@ def test_a_diagnostic_never_holds_an_unbounded_message() -> None:
     diagnostic = Diagnostic(Source("f.yaml", 1, 1), "value", "y" * 100_000)
     assert len(diagnostic.message) == MAX_MESSAGE
     assert diagnostic.message.endswith("y (truncated)")
+
+
+def test_alias_bomb_is_refused_by_validate_and_plan_as_real_commands(write: WriteFiles, tmp_path: Path) -> None:
+    levels = [f"a0: &a0 [{', '.join(['VF3UHNKF5RL000005'] * 9)}]"]
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 9)]
+    bomb = "kind: VehicleGroup\nname: laughs\n" + "\n".join(levels) + "\nvins: *a8\n"
+    write({"reconciler.yaml": "fleet: f\n", "manifests/bomb.yaml": bomb})
+    assert len(bomb) < 1000
+    for command in ("validate", "plan"):
+        result = run(command, cwd=tmp_path, env=SECRETS)  # run() times out after 60 s
+        assert result.returncode == 7, result.stdout + result.stderr
+        assert "manifests/bomb.yaml:8:10: aliases add more than 100,000 values to this document" in (
+            result.stdout + result.stderr
+        )
+        assert "Traceback" not in result.stderr
