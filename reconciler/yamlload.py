@@ -16,6 +16,7 @@ forever, /dev/zero never ends).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import itertools
 import math
@@ -124,7 +125,7 @@ class _MapIndex:
                     if known == key:
                         return number
                 return None
-            self._lookup = {known: number for number, known in reversed(list(enumerate(self.keys)))}
+            self._lookup = {known: number for number, known in enumerate(self.keys)}
         return self._lookup.get(key)
 
 
@@ -494,41 +495,48 @@ def read_bounded(path: str, limit: int = MAX_FILE_SIZE) -> bytes:
                 )
             chunks: list[bytes] = []
             total = 0
-            while chunk := os.read(descriptor, min(limit + 1 - total, 16 * 1024 * 1024) or 1):
+            want = info.st_size + 1  # the whole file in one read (and one copy), then the end
+            while chunk := os.read(descriptor, min(max(want, 65536), limit + 1 - total)):
                 chunks.append(chunk)
                 total += len(chunk)
                 if total > limit:
                     raise ReadError(f"file grows past the limit of {size_words(limit)}", too_large=True)
+                want = 1024 * 1024
         finally:
             os.close(descriptor)
     except OSError as error:
         raise ReadError(f"cannot read file: {error.strerror or error}") from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def load_bytes(raw: bytes, file: str) -> LoadResult:
     """Check that `raw` is UTF-8 and parse it; the result carries the sha256 of the bytes."""
     digest = hashlib.sha256(raw).hexdigest()
-    if not raw.isascii():  # the parser reads UTF-8 itself: decode only to find where a bad byte is
-        try:
-            raw.decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            line = raw.count(b"\n", 0, error.start) + 1
-            column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
-            return LoadResult(
-                [],
-                [
-                    Diagnostic(
-                        Source(file, line, column),
-                        "yaml-encoding",
-                        f"file is not UTF-8 text (byte 0x{raw[error.start]:02x})",
-                    )
-                ],
-                digest,
-            )
+    bad = _first_bad_byte(raw)
+    if bad is not None:
+        line = raw.count(b"\n", 0, bad) + 1
+        column = bad - (raw.rfind(b"\n", 0, bad) + 1) + 1
+        message = f"file is not UTF-8 text (byte 0x{raw[bad]:02x})"
+        return LoadResult([], [Diagnostic(Source(file, line, column), "yaml-encoding", message)], digest)
     result = load_text(raw, file)
     result.digest = digest
     return result
+
+
+def _first_bad_byte(raw: bytes) -> int | None:
+    """Where `raw` stops being UTF-8, or None. The parser decodes by itself: this checks a slice at a time,
+    so a large file is never held as text too (up to four bytes a character)."""
+    if raw.isascii():
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 1024 * 1024
+    for offset in range(0, len(raw), step):
+        pending = len(decoder.getstate()[0])  # bytes of a character cut by the previous slice
+        try:
+            decoder.decode(raw[offset : offset + step], final=offset + step >= len(raw))
+        except UnicodeDecodeError as error:
+            return offset - pending + error.start
+    return None
 
 
 def load_file(path: str, display: str | None = None, *, limit: int = MAX_FILE_SIZE) -> LoadResult:

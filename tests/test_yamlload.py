@@ -263,3 +263,13 @@ def test_size_limit_is_checked_before_and_while_reading(tmp_path: Path) -> None:
     assert raised.value.message == "file grows past the limit of 10 bytes"
     assert raised.value.too_large
     assert MAX_FILE_SIZE >= 60 * 1024 * 1024 * 2
+
+
+def test_a_bad_byte_is_placed_exactly_in_a_large_file(tmp_path: Path) -> None:
+    line = "- é€😀 " + "x" * 50 + "\n"  # characters of 2, 3 and 4 bytes fall across the checked slices
+    head = line * 40_000  # some 2.6 MB
+    (tmp_path / "big.yaml").write_bytes(head.encode() + b"- ab\xffc\n")
+    result = load_file(str(tmp_path / "big.yaml"), "big.yaml")
+    assert [(d.rule, d.source, d.message) for d in result.diagnostics] == [
+        ("yaml-encoding", Source("big.yaml", 40_001, 5), "file is not UTF-8 text (byte 0xff)")
+    ]
