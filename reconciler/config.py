@@ -40,6 +40,11 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def shown_url(url: str) -> str:
+    """A URL as a message shows it: cut short, and without a user name or password it may carry."""
+    return clip(re.sub(r"//[^/?#]*@", "//***@", url, count=1), 200)
+
+
 # settings whose value is checked once resolved, for those written as ${env:...}
 _RESOLVED_CHECKS: dict[str, tuple[str, Callable[[str], str | None]]] = {"api.url": ("api-url", url_problem)}
 
@@ -229,7 +234,7 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
     if url is not None and url.value is not None and not url.sensitive:
         problem = url_problem(url.value)
         if problem is not None:
-            found.append(Diagnostic(url.source, "api-url", f"api.url '{clip(url.value)}' {problem}"))
+            found.append(Diagnostic(url.source, "api-url", f"api.url '{shown_url(url.value)}' {problem}"))
     pending_timeout = parse_duration(data.get("pending_timeout", "30m"))
     if not 1 <= pending_timeout <= MAX_PENDING_TIMEOUT:
         found.append(

@@ -181,6 +181,7 @@ PENDING = "how long a remote may stay Pending before plan retries it: seconds, o
             f"2:25: guards.max_changed_vehicles: the number 1000000000000 is not valid: {LIMIT}",
         ),
         ("api:\n  url: ftp://x\n", "2:8: api.url 'ftp://x' is not an http(s) URL with a host"),
+        ("api:\n  url: ftp://me:pw@x/\n", "2:8: api.url 'ftp://***@x/' is not an http(s) URL with a host"),
         ("api:\n  url: api.example.com\n", "2:8: api.url 'api.example.com' is not an http(s) URL with a host"),
         ("api:\n  url: ''\n", "2:8: api.url must not be empty"),
         ("api:\n  url: http://[::1/v3\n", "2:8: api.url 'http://[::1/v3' is not a valid URL"),
