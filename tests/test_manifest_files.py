@@ -126,16 +126,16 @@ def test_symbolic_link_loops_are_errors_naming_the_path(tree: Path) -> None:
 
 
 def test_links_are_followed_and_each_file_read_once(tree: Path, write: WriteFiles) -> None:
-    write({"shared/e.yaml": GROUP.format(name="e")})
-    (tree / "shared").symlink_to("../shared")
-    (tree / "again").symlink_to("shared")
+    write({"common/e.yaml": GROUP.format(name="e")})
+    (tree / "common").symlink_to("../common")
+    (tree / "again").symlink_to("common")
     (tree / "alias.yaml").symlink_to("a.yaml")
     (tree / "broken.yaml").symlink_to("nowhere.yaml")
     files, found = discover([Path("m"), Path("m/a.yaml")])
     assert [str(p.relative_to(tree.parent)) for p in files] == [
         "m/a.yaml",
         "m/c.yml",
-        "shared/e.yaml",
+        "common/e.yaml",
         "m/sub/b.yaml",
     ]
     assert [(d.rule, d.source.file, d.message) for d in found] == [
