@@ -8,22 +8,45 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from reconciler import schema
-from reconciler.diagnostics import Diagnostic, Severity, Source
+from reconciler.diagnostics import Diagnostic, Severity, Source, clip
 from reconciler.envsubst import EnvValue, resolve
 from reconciler.errors import ConfigError
-from reconciler.manifests.files import display_name
-from reconciler.yamlload import Document, load_file
+from reconciler.manifests.files import OUTSIDE_SETTING, ManifestPaths, display_name, inside
+from reconciler.yamlload import MAX_INT_DIGITS, Document, load_file
 
 CONFIG_FILE = "reconciler.yaml"
 ENV_PREFIX = "RECONCILER_"
 # variables the CLI reads itself, so they are not settings overrides
 CLI_VARIABLES = frozenset({"RECONCILER_CONFIG", "RECONCILER_CHDIR", "RECONCILER_DEBUG"})
+MAX_PENDING_TIMEOUT = 7 * 24 * 3600  # seconds; the schema bounds the number of seconds, this the 90s/30m/2h form
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be the API's base URL, or None: it must be http(s) with a host (and a valid port)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http(s) URL with a host"
+    return None
+
+
+def shown_url(url: str) -> str:
+    """A URL as a message shows it: cut short, and without a user name or password it may carry."""
+    return clip(re.sub(r"//[^/?#]*@", "//***@", url, count=1), 200)
+
+
+# settings whose value is checked once resolved, for those written as ${env:...}
+_RESOLVED_CHECKS: dict[str, tuple[str, Callable[[str], str | None]]] = {"api.url": ("api-url", url_problem)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +111,12 @@ class Settings:
             raise ConfigError(
                 [Diagnostic(Source(str(self.file)), "setting-missing", f"{what} is not set in {self.file.name}")]
             )
-        return value.require(what)
+        resolved = value.require(what)
+        rule, check = _RESOLVED_CHECKS.get(what, ("", lambda _: None))
+        problem = check(resolved)
+        if problem is not None:  # the value came from the environment: it is not shown
+            raise ConfigError([Diagnostic(value.source, rule, f"{what} '{clip(value.raw)}' {problem}")])
+        return resolved
 
     def path(self, value: EnvValue, what: str) -> Path:
         """A path setting, resolved against the directory of reconciler.yaml."""
@@ -113,7 +141,9 @@ def _coerce(text: str, leaf: Mapping[str, Any]) -> Any:
         kinds |= {"integer", "string"}
     if "array" in kinds:
         return [part for part in text.split(os.pathsep) if part]
-    if "integer" in kinds and re.fullmatch(r"[+-]?[0-9]+", text):
+    if "boolean" in kinds and text in ("true", "false"):
+        return text == "true"
+    if "integer" in kinds and re.fullmatch(rf"[+-]?[0-9]{{1,{MAX_INT_DIGITS}}}", text):
         return int(text)
     if "number" in kinds and re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)", text):
         return float(text)
@@ -155,7 +185,7 @@ def load_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | Non
     environ = os.environ if environ is None else environ
     file = Path(path)
     display = display_name(file)
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise ConfigError(
             [
                 Diagnostic(
@@ -202,23 +232,27 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
 
     api = data.get("api", {})
     state = data.get("state", {})
-    manifests = data.get("manifests", ["manifests"])
-    manifest_values = [manifests] if isinstance(manifests, str) else manifests
-    manifest_paths = []
-    for index, raw in enumerate(manifest_values):
-        where = ("manifests", index) if isinstance(manifests, list) else ("manifests",)
-        resolved = resolve(raw, document.position(where), environ)
-        if isinstance(resolved, Diagnostic) or resolved.value is None:
-            found.append(resolved if isinstance(resolved, Diagnostic) else resolved.missing_diagnostic("manifests"))
-            continue
-        manifest_paths.append(file.parent / resolved.value)
+    url = text("api", "url")
+    if url is not None and url.value is not None and not url.sensitive:
+        problem = url_problem(url.value)
+        if problem is not None:
+            found.append(Diagnostic(url.source, "api-url", f"api.url '{shown_url(url.value)}' {problem}"))
+    pending_timeout = parse_duration(data.get("pending_timeout", "30m"))
+    if not 1 <= pending_timeout <= MAX_PENDING_TIMEOUT:
+        found.append(
+            Diagnostic(
+                document.position(("pending_timeout",)),
+                "value",
+                f"pending_timeout must be from 1s to 168h (7 days), not {data['pending_timeout']}",
+            )
+        )
     settings = Settings(
         file=file,
         root=file.parent,
         fleet=text("fleet"),
-        manifests=tuple(manifest_paths),
+        manifests=_manifest_paths(file, document, environ, found),
         api=ApiSettings(
-            url=text("api", "url"),
+            url=url,
             client_id=text("api", "client_id"),
             username=text("api", "username"),
             password=text("api", "password"),
@@ -238,7 +272,7 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
             fingerprint_key=text("state", "fingerprint_key"),
         ),
         guards={name: Limit.parse(value) for name, value in data.get("guards", {}).items()},
-        pending_timeout=parse_duration(data.get("pending_timeout", "30m")),
+        pending_timeout=pending_timeout,
         diagnostics=tuple(found),
     )
     if any(d.is_error for d in found):
@@ -252,6 +286,36 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
             ]
         )
     return settings
+
+
+def _manifest_paths(
+    file: Path, document: Document, environ: Mapping[str, str], found: list[Diagnostic]
+) -> ManifestPaths:
+    """The manifest paths, each kept inside the folder of reconciler.yaml unless the setting allows otherwise."""
+    data: dict[str, Any] = document.data
+    manifests = data.get("manifests", ["manifests"])
+    anywhere = data.get(OUTSIDE_SETTING, False)
+    root = os.path.realpath(file.parent)
+    paths = []
+    for index, raw in enumerate([manifests] if isinstance(manifests, str) else manifests):
+        where = ("manifests", index) if isinstance(manifests, list) else ("manifests",)
+        resolved = resolve(raw, document.position(where), environ)
+        if isinstance(resolved, Diagnostic) or resolved.value is None:
+            found.append(resolved if isinstance(resolved, Diagnostic) else resolved.missing_diagnostic("manifests"))
+            continue
+        path = file.parent / resolved.value
+        if not anywhere and not inside(os.path.realpath(path), root):
+            found.append(
+                Diagnostic(
+                    resolved.source,
+                    "manifests-outside",
+                    f"manifest path '{clip(resolved.raw)}' is outside the config repo (the folder of "
+                    f"{file.name}); set {OUTSIDE_SETTING}: true to read manifests from elsewhere",
+                )
+            )
+            continue
+        paths.append(path)
+    return ManifestPaths(paths, None if anywhere else file.parent)
 
 
 def parse_duration(value: int | str) -> float:

@@ -6,6 +6,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+# no value a user wrote may make a message unbounded: values are clipped, and a message is cut past this
+MAX_MESSAGE = 2000
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """`text` as a message shows it: at most `limit` characters, cut ones marked by "..."."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class Severity(StrEnum):
     ERROR = "error"
@@ -32,6 +40,10 @@ class Diagnostic:
     rule: str
     message: str
     severity: Severity = Severity.ERROR
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_MESSAGE:
+            object.__setattr__(self, "message", self.message[: MAX_MESSAGE - 12] + " (truncated)")
 
     @property
     def is_error(self) -> bool:

@@ -4,14 +4,21 @@ The schemas in `schemas/` are the single source of truth for shapes; this module
 errors into messages a fleet operator can act on. For speed on large fleets, `items` whose item schema is a
 plain string pattern (VIN lists) are checked with one compiled regex, falling back to jsonschema for any item
 that fails, so verdicts and messages are the same as jsonschema's own.
+
+Two departures from jsonschema's defaults: "integer" means a whole number written as one (1.0 and true are not;
+jsonschema accepts 1.0, which the API then reads as 0) and "number" a finite one (.nan passes every bound);
+and the keywords that put the offending value into their message show it cut short, since jsonschema writes
+its whole repr, which for a value repeated by aliases or a huge list is gigabytes.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import reprlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -23,7 +30,7 @@ from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from reconciler.diagnostics import Diagnostic
+from reconciler.diagnostics import Diagnostic, clip
 from reconciler.yamlload import Document
 
 SCHEMA_FILES = (
@@ -71,7 +78,101 @@ def _items(validator: Validator, items: Any, instance: Any, schema: Mapping[str,
 
 
 _DRAFT_ITEMS = Draft202012Validator.VALIDATORS["items"]
-_FastValidator = jsonschema.validators.extend(Draft202012Validator, {"items": _items})
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    return type(instance) is int
+
+
+def _is_number(checker: Any, instance: Any) -> bool:
+    return type(instance) is int or (type(instance) is float and math.isfinite(instance))
+
+
+_TYPES = Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": _is_integer, "number": _is_number})
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 2, 40, 40, 40
+_BRIEF.maxlist = _BRIEF.maxdict = _BRIEF.maxset = _BRIEF.maxtuple = 3
+
+
+def brief(value: Any) -> str:
+    """A repr of `value` of bounded length, made without visiting more than a few of its parts."""
+    return clip(_BRIEF.repr(value), 160)
+
+
+# ---- keywords whose jsonschema message holds the whole offending value, with the value cut short --------
+
+
+def _type(validator: Validator, types: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+    names = types if isinstance(types, list) else [types]
+    if not any(validator.is_type(instance, name) for name in names):
+        yield ValidationError(f"{brief(instance)} is not of type {', '.join(map(repr, names))}")
+
+
+def _enum(validator: Validator, enums: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+    if all(not jsonschema._utils.equal(each, instance) for each in enums):
+        yield ValidationError(f"{brief(instance)} is not one of {brief(enums)}")
+
+
+def _pattern(validator: Validator, pattern: str, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not re.search(pattern, instance):
+        yield ValidationError(f"{brief(instance)} does not match {pattern!r}")
+
+
+def _bound(kind: str, fails: Callable[[Any, Any], bool], words: str) -> Any:
+    """A keyword that compares an instance of type `kind` with the keyword's value."""
+
+    def check(validator: Validator, limit: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+        if validator.is_type(instance, kind) and fails(instance, limit):
+            yield ValidationError(f"{brief(instance)} {words} {limit!r}")
+
+    return check
+
+
+def _any_of(validator: Validator, options: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+    errors: list[ValidationError] = []
+    for index, option in enumerate(options):
+        found = list(validator.descend(instance, option, schema_path=index))
+        if not found:
+            return
+        errors.extend(found)
+    yield ValidationError(f"{brief(instance)} is not valid under any of the given schemas", context=errors)
+
+
+def _additional(
+    validator: Validator, allowed: Any, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    extras = [key for key in instance if key not in schema.get("properties", {})]
+    if isinstance(allowed, dict):
+        for extra in extras:
+            yield from validator.descend(instance[extra], allowed, path=extra)
+    elif not allowed and extras:
+        yield ValidationError(f"Additional properties are not allowed ({brief(extras)} unexpected)")
+
+
+_KEYWORDS = {
+    "items": _items,
+    "type": _type,
+    "enum": _enum,
+    "pattern": _pattern,
+    "anyOf": _any_of,
+    "additionalProperties": _additional,
+    "minimum": _bound("number", lambda value, limit: value < limit, "is less than the minimum of"),
+    "maximum": _bound("number", lambda value, limit: value > limit, "is greater than the maximum of"),
+    "exclusiveMinimum": _bound("number", lambda value, limit: value <= limit, "is not greater than"),
+    "exclusiveMaximum": _bound("number", lambda value, limit: value >= limit, "is not less than"),
+    "minItems": _bound("array", lambda value, limit: len(value) < limit, "has fewer items than"),
+    "maxItems": _bound("array", lambda value, limit: len(value) > limit, "has more items than"),
+    "minLength": _bound("string", lambda value, limit: len(value) < limit, "is shorter than"),
+    "maxLength": _bound("string", lambda value, limit: len(value) > limit, "is longer than"),
+    "minProperties": _bound("object", lambda value, limit: len(value) < limit, "has fewer keys than"),
+    "uniqueItems": _bound(
+        "array", lambda value, limit: limit and not jsonschema._utils.uniq(value), "has non-unique elements:"
+    ),
+}
+_FastValidator = jsonschema.validators.extend(Draft202012Validator, _KEYWORDS, type_checker=_TYPES)
 
 
 def _index_fast_items(node: Any, root: Mapping[str, Any]) -> None:
@@ -100,7 +201,12 @@ def validator(name: str) -> Validator:
 def check(document: Document, schema_name: str) -> list[Diagnostic]:
     """Every schema error of `document`, as diagnostics at the position of the offending node."""
     found: list[Diagnostic] = []
-    for error in validator(schema_name).iter_errors(document.data):
+    errors = list(validator(schema_name).iter_errors(document.data))
+    # a value of the wrong type gets that said once, not also every bound it misses (slot: 7.0)
+    mistyped = {tuple(error.absolute_path) for error in errors if error.validator == "type"}
+    for error in errors:
+        if error.validator != "type" and tuple(error.absolute_path) in mistyped:
+            continue
         found.extend(_diagnostics(document, error))
     return found
 
@@ -124,8 +230,10 @@ def describe(value: Any) -> str:
         return "an empty value"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"the value {'.nan' if math.isnan(value) else '-.inf' if value < 0 else '.inf'}"
     if isinstance(value, int | float):
-        return f"the number {value}"
+        return f"the number {brief(value)}"
     if isinstance(value, str):
         return f"the string '{_short(value)}'"
     if isinstance(value, list):
@@ -136,7 +244,7 @@ def describe(value: Any) -> str:
 
 
 def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(text, limit)
 
 
 def field_name(path: Sequence[str | int]) -> str:
@@ -152,7 +260,7 @@ def field_name(path: Sequence[str | int]) -> str:
 
 def suggest(word: Any, choices: Iterable[str]) -> str:
     """` (did you mean 'X'?)` when a choice is close to `word`, else nothing."""
-    if not isinstance(word, str):
+    if not isinstance(word, str) or len(word) > 100:  # difflib's time grows with the product of the lengths
         return ""
     lowered = {choice.lower(): choice for choice in choices}
     if word.lower() in lowered:
@@ -178,7 +286,7 @@ def _diagnostics(document: Document, error: ValidationError) -> Iterator[Diagnos
                 yield Diagnostic(
                     document.position([*path, key], key=True),
                     "unknown-field",
-                    f"unknown field '{key}'{where}{suggest(key, known)}",
+                    f"unknown field '{_short(str(key))}'{where}{suggest(key, known)}",
                 )
         return
     if keyword == "required":
@@ -214,7 +322,7 @@ def _diagnostics(document: Document, error: ValidationError) -> Iterator[Diagnos
         yield _pattern_diagnostic(at, field, path, instance, str(error.validator_value))
         return
     if keyword in ("minimum", "maximum") and path and path[-1] == "slot":
-        yield Diagnostic(at, "slot-range", f"slot {instance} is out of range: a vehicle has slots 1 to 4")
+        yield Diagnostic(at, "slot-range", f"slot {brief(instance)} is out of range: a vehicle has slots 1 to 4")
         return
     if keyword == "maxItems" and path and path[-1] == "programs":
         yield Diagnostic(
@@ -280,11 +388,11 @@ def _days_diagnostics(document: Document, path: list[str | int], value: Any) -> 
 def _generic_message(field: str, keyword: str, error: ValidationError) -> str:
     limit = error.validator_value
     if keyword == "minimum":
-        return f"{field} must be at least {limit}, not {error.instance}"
+        return f"{field} must be at least {limit}, not {brief(error.instance)}"
     if keyword == "maximum":
-        return f"{field} must be at most {limit}, not {error.instance}"
+        return f"{field} must be at most {limit}, not {brief(error.instance)}"
     if keyword == "exclusiveMinimum":
-        return f"{field} must be greater than {limit}, not {error.instance}"
+        return f"{field} must be greater than {limit}, not {brief(error.instance)}"
     if keyword == "minLength":
         return f"{field} must not be empty"
     if keyword == "minItems":

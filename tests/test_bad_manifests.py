@@ -151,6 +151,27 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ("env-syntax", "6:20: malformed reference '${WEBHOOK_AUTH}': write ${env:NAME} with a variable name"),
     ],
     "not-utf8.yaml": [("yaml-encoding", "3:18: file is not UTF-8 text (byte 0xe9)")],
+    "slot-float.yaml": [
+        ("type", "6:11: programs[0].slot must be a whole number, not the number 1.0"),
+        ("type", "9:11: programs[1].slot must be a whole number, not the number 7.0"),
+        ("type", "12:11: programs[2].slot must be a whole number, not the boolean true"),
+    ],
+    "integer-fields.yaml": [
+        ("type", "6:45: retryPolicy.retryNumber must be a whole number, not the number 3.0"),
+        ("type", "6:62: retryPolicy.retryDelay must be a whole number, not the string '10'"),
+        ("type", "7:21: batchNotify.size must be a whole number, not the number 10.0"),
+        ("type", "7:38: batchNotify.timeWindow must be a whole number, not the value .inf"),
+    ],
+    "alias-bomb.yaml": [
+        (
+            "yaml-aliases",
+            "8:15: aliases add more than 100,000 values to this document: *a4 repeats the 40,186 values of &a4 "
+            "(line 7); write the values out instead",
+        ),
+    ],
+    "recursive-alias.yaml": [
+        ("yaml-aliases", "3:33: alias *loop is inside the value it names: it would repeat without end"),
+    ],
 }
 
 

@@ -145,7 +145,7 @@ def test_missing_config_is_exit_7(tmp_path: Path) -> None:
 def test_config_flag_and_env_override(write: WriteFiles, tmp_path: Path) -> None:
     write(
         {
-            "conf/settings.yaml": "fleet: f1\nmanifests: [../m]\n",
+            "conf/settings.yaml": "fleet: f1\nmanifests: [../m]\nallow_manifests_outside_repo: true\n",
             "m/group.yaml": "kind: VehicleGroup\nname: g\nvins: [VF3UHNKF5RL000005]\n",
             "other/group.yaml": "kind: VehicleGroup\nname: h\nvins: [VF3UHNKF5RL000005, VF7SHMZH8RP000001]\n",
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,7 @@ def test_unknown_override_warns_with_suggestion(write: WriteFiles, tmp_path: Pat
         (
             "fleet: f\nguards:\n  max_deleted_slots: 25 percent\n",
             "reconciler.yaml:3:22: guards.max_deleted_slots: the string '25 percent' is not valid: "
-            "an absolute count, or a percentage such as 25%.",
+            "a count from 0 to 100000000, or a percentage from 0% to 100% such as 25%.",
         ),
         (
             "fleet: f\nstate:\n  backend: s3\n",
@@ -135,7 +136,7 @@ def test_unknown_override_warns_with_suggestion(write: WriteFiles, tmp_path: Pat
         (
             "fleet: f\npending_timeout: soon\n",
             "reconciler.yaml:2:18: pending_timeout: the string 'soon' is not valid: how long a remote may stay "
-            "Pending before plan retries it: seconds, or 90s / 30m / 2h.",
+            "Pending before plan retries it: seconds, or 90s / 30m / 2h, up to 7 days (168h).",
         ),
     ],
 )
@@ -144,6 +145,124 @@ def test_bad_settings(write: WriteFiles, chdir: Path, text: str, expected: str) 
     with pytest.raises(ConfigError) as raised:
         load_settings("reconciler.yaml", {})
     assert [d.format() for d in raised.value.diagnostics if d.is_error] == [expected]
+
+
+LIMIT = "a count from 0 to 100000000, or a percentage from 0% to 100% such as 25%."
+PENDING = "how long a remote may stay Pending before plan retries it: seconds, or 90s / 30m / 2h, up to 7 days (168h)."
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("api:\n  rate_limit: 1e-300\n", "2:15: api.rate_limit must be at least 0.01, not 1e-300"),
+        ("api:\n  rate_limit: 0\n", "2:15: api.rate_limit must be at least 0.01, not 0"),
+        ("api:\n  rate_limit: 20000\n", "2:15: api.rate_limit must be at most 10000, not 20000"),
+        ("api:\n  rate_limit: .nan\n", "2:15: api.rate_limit must be a number, not the value .nan"),
+        ("api:\n  timeout: 1e308\n", "2:12: api.timeout must be at most 600, not 1e+308"),
+        ("api:\n  timeout: .inf\n", "2:12: api.timeout must be a number, not the value .inf"),
+        ("api:\n  timeout: 0.01\n", "2:12: api.timeout must be at least 0.1, not 0.01"),
+        ("api:\n  parallelism: 8.0\n", "2:16: api.parallelism must be a whole number, not the number 8.0"),
+        ("api:\n  parallelism: true\n", "2:16: api.parallelism must be a whole number, not the boolean true"),
+        ("api:\n  parallelism: 100000\n", "2:16: api.parallelism must be at most 256, not 100000"),
+        ("pending_timeout: 999h\n", "1:18: pending_timeout must be from 1s to 168h (7 days), not 999h"),
+        ("pending_timeout: 0s\n", "1:18: pending_timeout must be from 1s to 168h (7 days), not 0s"),
+        ("pending_timeout: 604801\n", f"1:18: pending_timeout: the number 604801 is not valid: {PENDING}"),
+        ("pending_timeout: 60.0\n", f"1:18: pending_timeout: the number 60.0 is not valid: {PENDING}"),
+        (
+            "guards:\n  max_deleted_slots: 150%\n",
+            f"2:22: guards.max_deleted_slots: the string '150%' is not valid: {LIMIT}",
+        ),
+        (
+            "guards:\n  max_deleted_slots: 10.0\n",
+            f"2:22: guards.max_deleted_slots: the number 10.0 is not valid: {LIMIT}",
+        ),
+        (
+            "guards:\n  max_changed_vehicles: 1000000000000\n",
+            f"2:25: guards.max_changed_vehicles: the number 1000000000000 is not valid: {LIMIT}",
+        ),
+        ("api:\n  url: ftp://x\n", "2:8: api.url 'ftp://x' is not an http(s) URL with a host"),
+        ("api:\n  url: ftp://me:pw@x/\n", "2:8: api.url 'ftp://***@x/' is not an http(s) URL with a host"),
+        ("api:\n  url: api.example.com\n", "2:8: api.url 'api.example.com' is not an http(s) URL with a host"),
+        ("api:\n  url: ''\n", "2:8: api.url must not be empty"),
+        ("api:\n  url: http://[::1/v3\n", "2:8: api.url 'http://[::1/v3' is not a valid URL"),
+        ("api:\n  url: https://x:99999/v3\n", "2:8: api.url 'https://x:99999/v3' is not a valid URL"),
+    ],
+)
+def test_numbers_and_urls_out_of_range_are_refused_where_written(
+    write: WriteFiles, chdir: Path, text: str, expected: str
+) -> None:
+    write({"reconciler.yaml": text})
+    with pytest.raises(ConfigError) as raised:
+        load_settings("reconciler.yaml", {})
+    assert [d.format() for d in raised.value.diagnostics if d.is_error] == [f"reconciler.yaml:{expected}"]
+    assert raised.value.exit_code is ExitCode.INVALID
+
+
+def test_values_at_the_bounds_are_accepted(write: WriteFiles, tmp_path: Path) -> None:
+    write(
+        {
+            "reconciler.yaml": "api:\n  url: http://127.0.0.1:8080/connectedcar/v3\n  rate_limit: 0.01\n"
+            "  timeout: 600\n  parallelism: 256\npending_timeout: 168h\n"
+            "guards: {max_deleted_slots: 100%, max_changed_vehicles: 0}\n"
+        }
+    )
+    settings = load_settings(tmp_path / "reconciler.yaml", {})
+    assert (settings.api.rate_limit, settings.api.timeout, settings.api.parallelism) == (0.01, 600.0, 256)
+    assert settings.pending_timeout == 7 * 24 * 3600
+    assert settings.require(settings.api.url, "api.url") == "http://127.0.0.1:8080/connectedcar/v3"
+
+
+def test_api_url_from_the_environment_is_checked_when_needed_and_not_shown(write: WriteFiles, tmp_path: Path) -> None:
+    write({"reconciler.yaml": "fleet: f\napi:\n  url: ${env:API_URL}\n"})
+    settings = load_settings(tmp_path / "reconciler.yaml", {"API_URL": "ftp://secret-host/v3"})  # validate is fine
+    with pytest.raises(ConfigError) as raised:
+        settings.require(settings.api.url, "api.url")
+    assert str(raised.value).endswith("reconciler.yaml:3:8: api.url '${env:API_URL}' is not an http(s) URL with a host")
+    assert "secret-host" not in str(raised.value)
+    assert raised.value.diagnostics[0].rule == "api-url"
+    override = {"RECONCILER_API_URL": "api.example.com"}
+    with pytest.raises(ConfigError) as raised:
+        load_settings(tmp_path / "reconciler.yaml", override)
+    assert str(raised.value) == "$RECONCILER_API_URL: api.url 'api.example.com' is not an http(s) URL with a host"
+
+
+def test_huge_numbers_in_overrides_are_type_errors_not_crashes(write: WriteFiles, tmp_path: Path) -> None:
+    write({"reconciler.yaml": "fleet: f\n"})
+    with pytest.raises(ConfigError) as raised:
+        load_settings(tmp_path / "reconciler.yaml", {"RECONCILER_API_PARALLELISM": "9" * 5000})
+    [diagnostic] = raised.value.diagnostics
+    assert diagnostic.format().startswith("$RECONCILER_API_PARALLELISM: api.parallelism must be a whole number, not")
+    assert len(diagnostic.message) < 200
+
+
+def test_manifest_paths_stay_in_the_config_repo_unless_allowed(write: WriteFiles, tmp_path: Path) -> None:
+    write({"repo/manifests/a.yaml": "x: 1\n", "elsewhere/b.yaml": "x: 1\n"})
+    (tmp_path / "repo" / "linked").symlink_to(tmp_path / "elsewhere")
+    config = tmp_path / "repo" / "reconciler.yaml"
+    cases = {
+        "manifests: [/]\n": ("1:13", "/"),
+        "manifests: ../elsewhere\n": ("1:12", "../elsewhere"),
+        "manifests: [manifests, linked]\n": ("1:24", "linked"),  # a link in the repo to elsewhere
+    }
+    for text, (place, shown) in cases.items():
+        write({"repo/reconciler.yaml": text})
+        with pytest.raises(ConfigError) as raised:
+            load_settings(config, {})
+        assert [(d.rule, d.format()) for d in raised.value.diagnostics] == [
+            (
+                "manifests-outside",
+                f"{config}:{place}: manifest path '{shown}' is outside the config repo (the folder of "
+                "reconciler.yaml); set allow_manifests_outside_repo: true to read manifests from elsewhere",
+            )
+        ]
+    write(
+        {"repo/reconciler.yaml": "manifests: [manifests, linked, ../elsewhere]\nallow_manifests_outside_repo: true\n"}
+    )
+    settings = load_settings(config, {})
+    assert settings.manifests == (tmp_path / "repo/manifests", tmp_path / "repo/linked", tmp_path / "repo/../elsewhere")
+    write({"repo/reconciler.yaml": "manifests: [linked]\n"})
+    allowed = load_settings(config, {"RECONCILER_ALLOW_MANIFESTS_OUTSIDE_REPO": "true"})
+    assert allowed.manifests == (tmp_path / "repo/linked",)
 
 
 def test_limits_at_n_and_n_plus_one() -> None:
@@ -173,3 +292,19 @@ def test_api_settings_for_apply_resolve_certificates_beside_the_config(write: Wr
     assert (config.client_id, config.username, config.password, config.parallelism) == ("app", "mzp", "s3cret", 3)
     with pytest.raises(ConfigError, match=r"api\.password: environment variable PSA_PASSWORD not set"):
         api_config(open_project(tmp_path / "reconciler.yaml", {"PSA_CLIENT_ID": "app", "PSA_USERNAME": "mzp"}))
+
+
+def test_a_settings_file_that_is_not_a_regular_file_is_named_so(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    for name, what in [
+        ("fifo.yaml", "a FIFO (named pipe)"),
+        ("folder.yaml", "a folder"),
+        ("zero.yaml", "a character device"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            load_settings(tmp_path / name, {})
+        assert [(d.rule, d.message) for d in raised.value.diagnostics] == [
+            ("file-unreadable", f"{what}, not a regular file")
+        ]

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler import schema
-from reconciler.diagnostics import Diagnostic, Severity, Source
+from reconciler.diagnostics import Diagnostic, Severity, Source, clip
 from reconciler.envsubst import EnvValue, resolve
 from reconciler.manifests.normalise import normalise_document, parse_start, start_in_range
 from reconciler.model import MAX_SLOTS, Attribute, Callback, Program
@@ -49,7 +49,7 @@ class Named:
 
 
 def _quoted(value: Any) -> str:
-    return f"'{value}'" if isinstance(value, str) else schema.describe(value)
+    return f"'{clip(value)}'" if isinstance(value, str) else schema.describe(value)
 
 
 def identify(document: Document, found: list[Diagnostic]) -> Named | None:
@@ -288,6 +288,7 @@ def target_problem(url: str) -> str | None:
     """Why a webhook target is unacceptable, or None: https, or http to this machine only."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    url = clip(url, 200)
     if parts.scheme not in ("http", "https") or not host:
         return f"webhook target '{url}' is not an http(s) URL with a host"
     if parts.scheme == "https":

@@ -145,14 +145,26 @@ def _names(known: set[tuple[str, str]], kind: str) -> list[str]:
 
 def _vehicles(claims: list[_Claim], found: list[Diagnostic]) -> dict[str, tuple[SlotAssignment, ...]]:
     """VIN -> slot assignments; conflicting claims are reported once per schedule pair and slot."""
-    by_vin: dict[str, list[int]] = defaultdict(list)
+    # VIN -> indexes of the claims selecting it, equal tuples being one object: a list per vehicle cost
+    # gigabytes (and the garbage collector's time) on a fleet of millions
+    by_vin: dict[str, tuple[int, ...]] = {}
+    grown: dict[tuple[tuple[int, ...], int], tuple[int, ...]] = {}
     for index, claim in enumerate(claims):
+        alone = (index,)
         for vin in claim.schedule.vins:
-            by_vin[vin].append(index)
+            before = by_vin.get(vin)
+            if before is None:
+                by_vin[vin] = alone
+                continue
+            joined = grown.get((before, index))
+            if joined is None:
+                joined = grown[(before, index)] = (*before, index)
+            by_vin[vin] = joined
     # vehicles selected by the same schedules share one assignment tuple and one check
     by_signature: dict[tuple[int, ...], list[str]] = defaultdict(list)
     for vin, indexes in by_vin.items():
-        by_signature[tuple(indexes)].append(vin)
+        by_signature[indexes].append(vin)
+    del by_vin  # before the vehicles mapping is built: the two would be the peak
     conflicts: dict[tuple[int, int, int], list[str]] = defaultdict(list)
     over_limit: dict[tuple[int, ...], list[str]] = {}
     shared: dict[tuple[int, ...], tuple[SlotAssignment, ...]] = {}

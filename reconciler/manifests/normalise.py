@@ -88,7 +88,8 @@ def normalise_program(program: dict[str, Any], *, lenient: bool = False) -> dict
 
 
 def _vins(values: list[str]) -> list[str]:
-    return sorted({vin.upper() for vin in values})
+    # an upper-case VIN is kept, not copied: a fleet of millions would hold every VIN twice
+    return sorted({vin if vin.isupper() else vin.upper() for vin in values})
 
 
 def normalise_document(data: dict[str, Any], *, lenient: bool = False) -> dict[str, Any]:
