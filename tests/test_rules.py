@@ -227,3 +227,22 @@ def test_a_schedule_of_an_invalid_group_is_not_called_empty(write: WriteFiles, c
     assert [d.format() for d in outcome.diagnostics if d.source.file != "m/cb.yaml"] == [
         "m/g.yaml:3:7: vins must be a list, not the string 'VF3UHNKF5RL000005'"
     ]
+
+
+def test_a_refused_webhook_target_from_the_environment_is_named_not_shown(write: WriteFiles, chdir: Path) -> None:
+    write(
+        {
+            "m/cb.yaml": """
+                kind: Callback
+                name: cb
+                webhook:
+                  target: ${env:HOOK_URL}
+                  headers: {Authorization: "x"}
+                remoteTypes: [ThermalPreconditioning]
+            """,
+        }
+    )
+    outcome = load_manifests([Path("m")], {"HOOK_URL": "http://hooks.example.com/in?token=url-secret-canary"})
+    shown = messages(outcome)
+    assert any("webhook target '${env:HOOK_URL}' must use https" in line for line in shown), shown
+    assert not any("url-secret-canary" in line for line in shown)

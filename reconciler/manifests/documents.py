@@ -245,7 +245,8 @@ def _callback(
 ) -> Callback | None:
     target = _env_value(document, ["webhook", "target"], "webhook.target", environ, strict, found)
     if target is not None and target.value is not None:
-        problem = target_problem(target.value)
+        # a target made of ${env:...} may carry a secret (a token in its path or query): name the reference
+        problem = target_problem(target.value, target.raw if target.sensitive else None)
         if problem:
             found.append(Diagnostic(target.source, "webhook-https", problem))
     attributes = []
@@ -284,11 +285,12 @@ def _callback(
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-def target_problem(url: str) -> str | None:
-    """Why a webhook target is unacceptable, or None: https, or http to this machine only."""
+def target_problem(url: str, shown: str | None = None) -> str | None:
+    """Why a webhook target is unacceptable, or None: https, or http to this machine only. The message names
+    `shown` (what the manifest wrote) instead of the URL when given."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    url = clip(url, 200)
+    url = clip(shown if shown is not None else url, 200)
     if parts.scheme not in ("http", "https") or not host:
         return f"webhook target '{url}' is not an http(s) URL with a host"
     if parts.scheme == "https":
