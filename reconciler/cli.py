@@ -293,7 +293,8 @@ def apply(
         answer = click.prompt("Apply these changes? Only 'yes' applies them", default="", show_default=False)
         return bool(answer.strip() == "yes")
 
-    progress = StreamProgress(sys.stderr, sys.stderr.isatty())
+    # a live line rewrites itself with terminal controls: only where a terminal understands them
+    progress = StreamProgress(sys.stderr, sys.stderr.isatty() and os.environ.get("TERM") != "dumb")
     with stop_on_signals(stop):
         run = apply_project(
             opened,
