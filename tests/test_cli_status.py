@@ -181,10 +181,10 @@ def test_selectors_for_vehicles_nothing_knows_are_usage_errors(repo: Path) -> No
     assert run("plan", "--target", "vin:vf3uhnkf5rl000005", cwd=repo, env=SECRETS).returncode == 0
 
 
-def _on_a_terminal(args: list[str], cwd: Path, term: str) -> str:
+def _on_a_terminal(args: list[str], cwd: Path, term: str, extra: dict[str, str] | None = None) -> str:
     """What a command writes to a terminal (a pseudo-terminal, so it sees isatty() true)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "NO_COLOR"))}
-    environ.update({**SECRETS, "TERM": term, "PYTHONPATH": str(REPO)})
+    environ.update({**SECRETS, "TERM": term, "PYTHONPATH": str(REPO), **(extra or {})})
     leader, follower = pty.openpty()
     with subprocess.Popen(
         [sys.executable, "-m", "reconciler", *args], cwd=cwd, env=environ, stdout=follower, stderr=follower
@@ -208,6 +208,15 @@ def test_no_colour_on_a_dumb_terminal(repo: Path) -> None:
     assert "\x1b[" in _on_a_terminal(["plan"], repo, "xterm-256color")  # a capable terminal gets colour
     dumb = _on_a_terminal(["plan"], repo, "dumb")
     assert "Plan: 1 callback to create" in dumb
+    assert "\x1b" not in dumb
+
+
+def test_apply_progress_on_a_dumb_terminal_has_no_terminal_controls(repo: Path) -> None:
+    from tests.servers import sandbox
+
+    with sandbox(vehicles=40) as box:
+        dumb = _on_a_terminal(["apply", "--auto-approve"], repo, "dumb", environment(box))
+    assert "Apply: 31 calls done, 0 failed" in dumb
     assert "\x1b" not in dumb
 
 
