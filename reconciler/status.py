@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from reconciler.model import Desired
 from reconciler.plan import Plan
+from reconciler.state.events import tally
 from reconciler.state.model import State
 
 
@@ -35,7 +36,7 @@ def fleet_status(
                 drifted.add(change.vin)
     pending = [a.posted_at for a in (state.actions.values() if state else ()) if a.outcome in (None, "Pending")]
     events = list(events)
-    received = [str(e.get("received_at")) for e in events if e.get("received_at")]
+    received = [str(e["received_at"]) for e in events if isinstance(e, Mapping) and e.get("received_at")]
     updated = [a.updated_at for a in (state.actions.values() if state else ()) if a.updated_at]
     return {
         "vehicles": len(vehicles),
@@ -47,7 +48,7 @@ def fleet_status(
         "failed_by_cause": dict(sorted(causes.items())),
         "oldest_pending": min(pending) if pending else None,
         "last_event": max(received + updated) if received or updated else None,
-        "unmatched_events": sum(1 for e in events if e.get("unmatched")),
+        **tally(state, events),  # events folding ignores: unknown remote action, another callback, malformed
     }
 
 
@@ -62,3 +63,9 @@ def render_status(status: Mapping[str, Any], out: TextIO) -> None:
     out.write(f"Last outcome received: {status['last_event'] or 'none yet'}\n")
     if status["unmatched_events"]:
         out.write(f"Events for remote actions reconciler did not send: {status['unmatched_events']:,} (kept)\n")
+    if status["other_callback_events"]:
+        out.write(
+            f"Events from another callback than their remote action's: {status['other_callback_events']:,} (ignored)\n"
+        )
+    if status["malformed_events"]:
+        out.write(f"Malformed events in the events file: {status['malformed_events']:,} (ignored)\n")
