@@ -19,11 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.errors import ReconcilerError
 from reconciler.project import open_project
 from reconciler.state.file import FileBackend
 from reconciler.state.model import State
 from reconciler.state.record import record_callback
-from reconciler.webhook.serve import receiver
+from reconciler.webhook.serve import ChildLoader, credentials, receiver
 from tests.conftest import EXAMPLES
 from tests.servers import sandbox
 from tests.test_apply_e2e import environment
@@ -284,3 +285,50 @@ def test_the_receiver_says_which_callbacks_it_accepts_without_credentials(
         "callback open-door has no Header or Query attribute: accepting unauthenticated notifications for it"
         in caplog.text
     )
+
+
+def test_credentials_reload_in_a_separate_process_and_its_errors_come_back_as_text(repo: Path) -> None:
+    recorded_project(repo, with_open=False)
+    loader = ChildLoader(repo / "reconciler.yaml", SECRETS)
+    try:
+        loader.start()
+        assert loader.pool is not None
+        [pid] = [process.pid for process in loader.pool._processes.values()]
+        assert pid != os.getpid()
+        assert loader().by_id == {"cb-logs": ("fleet-ops", [("Header", "Authorization", AUTH)])}
+        callbacks = repo / "manifests" / "callbacks.yaml"
+        callbacks.write_text(callbacks.read_text().replace("${env:WEBHOOK_AUTH}", '""'))
+        with pytest.raises(
+            ReconcilerError, match=r"callbacks\.yaml:10:\d+: webhook\.headers\.Authorization: the value"
+        ):
+            loader()
+        os.kill(pid, signal.SIGKILL)  # a loader process that dies is replaced at the next reload
+        with pytest.raises(ReconcilerError, match="the process loading the credentials stopped"):
+            loader()
+        callbacks.write_text(callbacks.read_text().replace('""', "${env:WEBHOOK_AUTH}"))
+        assert "cb-logs" in loader().by_id
+    finally:
+        loader.close()
+
+
+def test_a_reload_sees_every_change_to_the_manifests_state_and_journal(repo: Path) -> None:
+    """Reloads keep what they read while its files are unchanged: each kind of change must still be seen."""
+    recorded_project(repo, with_open=False)
+    env = {**SECRETS, "ROTATED_AUTH": "Basic rotated-canary-6"}
+    project = open_project(repo / "reconciler.yaml", env)
+    assert credentials(project, env).by_id == {"cb-logs": ("fleet-ops", [("Header", "Authorization", AUTH)])}
+    callbacks = repo / "manifests" / "callbacks.yaml"
+    callbacks.write_text(callbacks.read_text().replace("${env:WEBHOOK_AUTH}", "${env:ROTATED_AUTH}"))
+    rotated = [("Header", "Authorization", env["ROTATED_AUTH"])]
+    assert credentials(project, env).by_id == {"cb-logs": ("fleet-ops", rotated)}
+    backend = FileBackend(repo / ".reconciler" / "state.json")
+    state = backend.load()
+    assert state is not None
+    record_callback(state, "fleet-ops", "cb-recreated", {}, {}, "Running")
+    backend.save(state, state.serial)
+    assert credentials(project, env).by_id == {"cb-recreated": ("fleet-ops", rotated)}
+    intent = {"kind": "intent", "id": "i1", "op": "delete-callback", "name": "fleet-ops"}
+    backend.append_journal([intent, {"kind": "result", "id": "i1", "ok": True}])
+    assert credentials(project, env).by_id == {}
+    backend.clear_journal()
+    assert credentials(project, env).by_id == {"cb-recreated": ("fleet-ops", rotated)}

@@ -237,9 +237,9 @@ def main() -> None:
         figures: dict[str, list[tuple[float, float, float, int]]] = {m: [] for m in modes}
         unknown: dict[str, list[tuple[float, float, float, int]]] = {m: [] for m in modes[1:]}
         with receiver(large, args.code) as port:
-            for _ in range(runs):
-                figures["alone"] += measure(port, [valid(args.connections, callback_id)], seconds)
-                for mode in modes[1:]:
+            figures["alone"] += [measure(port, [valid(args.connections, callback_id)], seconds)[0] for _ in range(runs)]
+            for mode in modes[1:]:  # the journal grows in the last mode only: the state stays unchanged before it
+                for _ in range(runs):
                     with journal_growing(large) if mode == "strangers-apply" else nullcontext():
                         ok, refused = measure(
                             port, [valid(args.connections, callback_id), strangers(args.strangers)], seconds
