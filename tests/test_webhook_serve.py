@@ -24,7 +24,8 @@ from reconciler.project import open_project
 from reconciler.state.file import FileBackend
 from reconciler.state.model import State
 from reconciler.state.record import record_callback
-from reconciler.webhook.serve import ChildLoader, credentials, receiver
+from reconciler.webhook.credentials import ChildLoader, credentials
+from reconciler.webhook.serve import receiver
 from tests.conftest import EXAMPLES
 from tests.servers import sandbox
 from tests.test_apply_e2e import environment
