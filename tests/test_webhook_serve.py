@@ -95,7 +95,8 @@ def test_the_first_apply_of_a_new_project_gets_its_notifications_accepted(repo: 
     """No state file exists while the first apply runs: the callback it created is known from its journal."""
     callbacks = repo / "manifests" / "callbacks.yaml"
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
-        env = environment(box)
+        # slow enough that the first notifications arrive before the apply saves its first state
+        env = {**environment(box), "RECONCILER_API_RATE_LIMIT": "20"}
         with serving(repo, env) as served:
             callbacks.write_text(callbacks.read_text().replace("http://127.0.0.1:8081", served.url))
             assert not (repo / ".reconciler" / "state.json").exists()
