@@ -21,6 +21,7 @@ from reconciler.state.record import record_callback
 from reconciler.webhook.app import Credentials, Receiver, create_app, parse_envelope
 from tests.official import WEBHOOK, official_errors
 from tests.servers import serve_app
+from tests.test_webhook import wait_for
 
 SECRET = "Basic cmVjZWl2ZXI6dGVzdA=="
 
@@ -262,8 +263,8 @@ def test_a_slow_disk_does_not_stall_the_receiver_and_waiting_requests_share_one_
         assert health.status_code == 200
         later = [pool.submit(post, root, one(i)) for i in range(1, 6)]
         assert made.writer is not None
-        while len(made.writer.queue) < 5:  # all five wait for the next write
-            threading.Event().wait(0.01)
+        writer = made.writer
+        wait_for(lambda: len(writer.queue) == 5)  # all five wait for the next write
         backend.release.set()
         answers = [f.result().status_code for f in [first, *later]]
     assert answers == [200] * 6
