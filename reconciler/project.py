@@ -21,7 +21,7 @@ from reconciler.model import Desired
 from reconciler.plan import Plan, canonical_json
 from reconciler.planner import PlanOptions, Selector, make_plan
 from reconciler.state.backend import StateBackend, isotime, utcnow
-from reconciler.state.events import fold_events
+from reconciler.state.events import fold_events, set_aside
 from reconciler.state.journal import fold
 from reconciler.state.lock import Lease
 from reconciler.state.model import State
@@ -208,16 +208,17 @@ def writer_state(project: Project, client: FleetClient, lease: Lease, *, save_ev
     state = project.load_state() or State.new(project.fleet)
     recovered = recover(state, project.backend, client)
     events = project.backend.read_events()
-    changed, unknown = fold_events(state, events)
+    changed, _ = fold_events(state, events)
     if recovered or (changed and save_events):
         state.serial = project.backend.save(state, state.serial or None, lock=lease.id)
         project.backend.clear_journal()
-    if save_events and len(unknown) < len(events):
-        # events for remote actions the state does not know are kept, flagged, for `status` to show
-        strangers = set(unknown)
-        kept = [{**e, "unmatched": True} for e in events if str(e.get("remoteActionId")) in strangers]
-        project.backend.append_events(kept)  # before the clear: a crash in between duplicates, never loses
-        project.backend.clear_events(len(events))
+    if save_events:
+        # what folding ignored (unknown remote actions, other callbacks, malformed) is kept, flagged with why,
+        # for `status` to show; the rest is in the saved state now
+        kept = set_aside(state, events)
+        if len(kept) < len(events):
+            project.backend.append_events(kept)  # before the clear: a crash in between duplicates, never loses
+            project.backend.clear_events(len(events))
     return state, recovered
 
 

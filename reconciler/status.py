@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from reconciler.model import Desired
 from reconciler.plan import Plan
+from reconciler.state.events import tally
 from reconciler.state.model import State
 from reconciler.words import plural
 
@@ -47,7 +48,7 @@ def fleet_status(
         if action is not None:
             pending.append(action.posted_at)
     events = list(events)
-    received = [str(e.get("received_at")) for e in events if e.get("received_at")]
+    received = [str(e["received_at"]) for e in events if isinstance(e, Mapping) and e.get("received_at")]
     updated = [a.updated_at for a in (state.actions.values() if state else ()) if a.updated_at]
     return {
         "vehicles": len(vehicles),
@@ -60,7 +61,7 @@ def fleet_status(
         "failed_by_cause": dict(sorted(causes.items())),
         "oldest_pending": min(pending) if pending else None,
         "last_event": max(received + updated) if received or updated else None,
-        "unmatched_events": sum(1 for e in events if e.get("unmatched")),
+        **tally(state, events),  # events folding ignores: unknown remote action, another callback, malformed
     }
 
 
@@ -82,3 +83,10 @@ def render_status(status: Mapping[str, Any], out: TextIO) -> None:
         out.write(
             f"Events for remote actions reconciler did not send: {plural(status['unmatched_events'], 'event')} kept\n"
         )
+    if status["other_callback_events"]:
+        out.write(
+            "Events from another callback than their remote action's: "
+            f"{plural(status['other_callback_events'], 'event')} ignored\n"
+        )
+    if status["malformed_events"]:
+        out.write(f"Malformed events in the events file: {plural(status['malformed_events'], 'event')} ignored\n")

@@ -191,7 +191,7 @@ def test_every_kind_of_finding_is_reported_in_one_run(write: WriteFiles, tmp_pat
             "manifests/callbacks.yaml": """
                 kind: Callback
                 name: ops
-                webhook: {target: "http://127.0.0.1:8081/hook"}
+                webhook: {target: "http://127.0.0.1:8081/hook", headers: {Authorization: x}}
                 remoteTypes: [ThermalPreconditioning]
                 """,
             "manifests/groups.yaml": """

@@ -130,7 +130,7 @@ def test_the_demo_stops_when_the_port_is_busy(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout == ""  # nothing ran against a sandbox that is not there
     assert f"demo.sh: the sandbox did not start on 127.0.0.1:{port}; its output:" in done.stderr
-    assert f"Error: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert f"Error: cannot listen on 127.0.0.1:{port}: address already in use" in done.stderr
     assert "SANDBOX_PORT" in done.stderr
     assert "Traceback" not in done.stderr
 

@@ -403,12 +403,12 @@ def test_a_journal_entry_of_the_wrong_shape_is_refused_when_folded(backend: File
         fold(State.new("f"), [{"kind": "intent", "id": 5, "op": "drop-tables"}])
 
 
-def test_events_lines_that_are_not_objects_hold_no_outcome(backend: FileBackend) -> None:
+def test_events_lines_that_are_not_objects_are_read_as_they_are_for_folding_to_judge(backend: FileBackend) -> None:
     backend.append_events([{"n": 1}])
     with open(backend.events_path, "ab") as handle:
         handle.write(b'"a string"\n42\n[]\n')
     backend.append_events([{"n": 2}])
-    assert backend.read_events() == [{"n": 1}, {"n": 2}]
+    assert backend.read_events() == [{"n": 1}, "a string", 42, [], {"n": 2}]
 
 
 def test_events_are_cleared_only_up_to_what_was_read(backend: FileBackend) -> None:

@@ -19,6 +19,7 @@ import pytest
 from reconciler.project import open_project
 from reconciler.state.events import fold_events
 from reconciler.state.file import FileBackend
+from reconciler.state.record import record_callback
 from reconciler.webhook.app import create_app, parse_envelope
 from reconciler.webhook.serve import receiver
 from tests.conftest import EXAMPLES
@@ -34,10 +35,12 @@ def repo(tmp_path: Path) -> Path:
 
 
 @contextmanager
-def receiving(repo: Path, **options: Any) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
-    """A sandbox, and a receiver for the repo's state, with the callback's target pointing at the receiver."""
+def receiving(
+    repo: Path, extra_env: dict[str, str] | None = None, **options: Any
+) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
+    """A sandbox, and a receiver for the repo's state, with the callbacks' targets pointing at the receiver."""
     with sandbox(vehicles=40, asleep_rate=0.0, **options) as box:
-        env = {**SECRETS, **environment(box)}
+        env = {**SECRETS, **environment(box), **(extra_env or {})}
         with serve_app(create_app(receiver(open_project(repo / "reconciler.yaml", env), env))) as root:
             callbacks = repo / "manifests" / "callbacks.yaml"
             callbacks.write_text(callbacks.read_text().replace("http://127.0.0.1:8081", root))
@@ -129,10 +132,11 @@ def test_duplicates_and_out_of_order_deliveries_change_nothing() -> None:
     from reconciler.state.model import ActionRecord, State
 
     state = State.new("f")
+    record_callback(state, "cb", "cb-id", {}, {}, "Running")
     state.actions["r1"] = ActionRecord("VIN", "cb", "2026-11-25T08:00:00Z")
 
     def event(kind: str, status: str, at: str, **extra: str) -> dict[str, Any]:
-        return {"remoteActionId": "r1", "type": kind, "status": status, "eventDate": at, **extra}
+        return {"callbackId": "cb-id", "remoteActionId": "r1", "type": kind, "status": status, "eventDate": at, **extra}
 
     sent = event("Pending", "SentToVehicle", "2026-11-25T08:00:03Z")
     done = event("Done", "Failed", "2026-11-25T08:00:05Z", failureCause="VehicleConnectionTimeout")
@@ -148,6 +152,7 @@ def test_duplicates_and_out_of_order_deliveries_change_nothing() -> None:
     assert state.to_dict() == snapshot
     assert fold_events(state, [{**done, "remoteActionId": "stranger"}]) == (0, ["stranger"])
     older = State.new("f")
+    record_callback(older, "cb", "cb-id", {}, {}, "Running")
     older.actions["r1"] = ActionRecord("VIN", "cb", "2026-11-25T08:00:00Z")
     fold_events(older, [sent, event("Pending", "Accepted", "2026-11-25T08:00:01Z")])
     assert older.actions["r1"].status == "SentToVehicle"  # an older Pending does not go back in time
@@ -291,3 +296,105 @@ def _get(url: str, context: ssl.SSLContext) -> httpx.Response | None:
         return httpx.get(url, verify=context)
     except httpx.ConnectError:
         return None
+
+
+PARTNER = """---
+kind: Callback
+name: partner
+webhook:
+  target: http://127.0.0.1:8081/partner
+  headers: {Authorization: "${env:PARTNER_AUTH}"}
+remoteTypes: [Horn]
+"""
+
+
+def test_an_outcome_from_another_callback_is_ignored_and_shown(repo: Path) -> None:
+    """Whoever holds one callback's credentials cannot write the outcome of a remote posted with another."""
+    callbacks = repo / "manifests" / "callbacks.yaml"
+    callbacks.write_text(callbacks.read_text() + PARTNER)
+    partner = {"PARTNER_AUTH": "Basic partner-canary-5"}
+    with receiving(repo, partner) as (_, box, root, backend):
+        env = {**environment(box), **partner}
+        assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
+        wait_for(lambda: len(done_events(backend)) == 30)
+        recorded = backend.load()
+        assert recorded is not None
+        action_id, action = sorted(recorded.actions.items())[0]
+        forged = {
+            "callbackId": recorded.callbacks["partner"].id,
+            "attributes": [],
+            "events": [
+                {
+                    "remoteActionId": action_id,
+                    "vin": action.vin,
+                    "eventDate": "2030-01-01T00:00:00Z",
+                    "remoteType": "ThermalPreconditioning",
+                    "eventStatus": {"type": "Done", "status": "Failed", "failureCause": "MissingRights"},
+                }
+            ],
+        }
+        answer = httpx.post(f"{root}/remote/webhook", json=forged, headers={"Authorization": partner["PARTNER_AUTH"]})
+        assert answer.status_code == 200  # authentic for partner: recorded, as the receiver cannot know better
+        assert backend.read_events()[-1]["callback"] == "partner"
+        plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
+        assert plan["changes"] == [] and plan["notices"] == []
+        status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
+        assert (status["failed"], status["converged"], status["other_callback_events"]) == (0, 30, 1)
+        text = run("status", cwd=repo, env=env).stdout
+        assert "Events from another callback than their remote action's: 1 event ignored" in text
+        assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0  # a writer folds the rest
+        saved = backend.load()
+        assert saved is not None and saved.actions[action_id].outcome == "Success"
+        assert saved.actions[action_id].cause is None
+
+
+def test_a_wrong_typed_field_is_refused_and_nothing_in_the_events_file_can_break_a_command(repo: Path) -> None:
+    with receiving(repo) as (_, box, root, backend):
+        env = environment(box)
+        assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
+        wait_for(lambda: len(done_events(backend)) == 30)
+        events = backend.read_events()
+        sample = done_events(backend)[0]
+        bad = {
+            "callbackId": sample["callbackId"],
+            "attributes": [],
+            "events": [
+                {"remoteActionId": sample["remoteActionId"], "eventStatus": {"type": "Pending", "status": "Accepted"}},
+                {"remoteActionId": sample["remoteActionId"], "eventStatus": {"type": "Done", "status": "Failed"}},
+                {
+                    "remoteActionId": sample["remoteActionId"],
+                    "eventStatus": {"type": "Done", "status": "Failed", "failureCause": {"code": 1}},
+                },
+            ],
+        }
+        answer = httpx.post(f"{root}/remote/webhook", json=bad, headers={"Authorization": SECRETS["WEBHOOK_AUTH"]})
+        assert answer.status_code == 400
+        assert answer.json()["message"] == "events[2].eventStatus.failureCause: must be a string"
+        assert backend.read_events() == events  # nothing of it recorded
+        # what an older receiver, another program or a hand edit may have left there
+        poisoned = [
+            {**sample, "eventDate": "2030-01-01T00:00:00Z", "status": "Failed", "failureCause": {"code": 1}},
+            {**sample, "eventDate": 1893456000, "status": "Failed", "failureCause": "MissingRights"},
+            {**sample, "vin": ["V"], "status": "Failed"},
+            {key: value for key, value in sample.items() if key != "status"},
+            {**sample, "remoteActionId": [sample["remoteActionId"]]},
+        ]
+        with open(backend.events_path, "a") as handle:
+            handle.writelines(json.dumps(entry) + "\n" for entry in poisoned)
+            handle.write('[1, 2]\n"text"\n7\nnull\n')
+        for command in (("plan", "--format", "json"), ("status", "--format", "json")):
+            result = run(*command, cwd=repo, env=env)
+            assert result.returncode == 0, result.stderr
+        plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
+        assert plan["changes"] == [] and plan["notices"] == []
+        status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
+        assert (status["failed"], status["converged"], status["malformed_events"]) == (0, 30, 9)
+        assert "Malformed events in the events file: 9 events ignored" in run("status", cwd=repo, env=env).stdout
+        # a writer folds what is sound and saves a state every command still reads
+        assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
+        saved = backend.load()
+        assert saved is not None
+        assert {a.outcome for a in saved.actions.values()} == {"Success"}
+        assert all(a.cause is None and isinstance(a.updated_at, str) for a in saved.actions.values())
+        for command in (("plan",), ("status",), ("show", "--state")):
+            assert run(*command, cwd=repo, env=env).returncode == 0

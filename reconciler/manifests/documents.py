@@ -264,7 +264,22 @@ def _callback(
                         Severity.WARNING,
                     )
                 )
+            if kind != "Body" and value.value == "":
+                found.append(_empty_credential(value, f"webhook.{section}.{key}"))
             attributes.append(Attribute(kind, key, value))
+    credentials = [
+        raw for section in ("headers", "query") for raw in data["webhook"][section].values() if raw not in API_VARIABLES
+    ]
+    if not credentials:
+        found.append(
+            Diagnostic(
+                document.position(["webhook"], key=True),
+                "webhook-unauthenticated",
+                f"callback '{data['name']}' has no headers or query attribute to authenticate its notifications: "
+                "`webhook serve` accepts them from anyone (add e.g. headers: {Authorization: ${env:WEBHOOK_AUTH}})",
+                Severity.WARNING,
+            )
+        )
     if target is None:
         return None
     # with other errors the callback is still returned, for the rules about schedules that use it; the model
@@ -279,6 +294,16 @@ def _callback(
         batch_notify=data.get("batchNotify"),
         status=data["status"],
         source=document.source,
+    )
+
+
+def _empty_credential(value: EnvValue, what: str) -> Diagnostic:
+    """A Header or Query attribute the receiver checks, whose value is empty: it would match a missing one."""
+    how = f"{value.raw} is set to an empty value" if value.sensitive else "the value is empty"
+    return Diagnostic(
+        value.source,
+        "webhook-empty-credential",
+        f"{what}: {how}; an empty credential lets anyone post notifications for this callback",
     )
 
 

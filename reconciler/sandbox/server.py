@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 from typing import TextIO
 
 import uvicorn
 
-from reconciler.errors import ReconcilerError
 from reconciler.sandbox.app import BASE, SandboxSettings, create_app
+from reconciler.sandbox.listen import listen_socket
 
 
 def base_url(host: str, port: int) -> str:
@@ -60,15 +59,7 @@ def listen_warning(settings: SandboxSettings, host: str) -> str | None:
 def serve(settings: SandboxSettings, host: str, port: int, out: TextIO) -> None:
     """Serve until stopped (Ctrl-C or SIGTERM); ReconcilerError when the address cannot be listened on."""
     app = create_app(settings)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as error:  # port in use, address not on this machine, host name unknown
-        sock.close()
-        raise ReconcilerError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    sock.listen(2048)  # connections queue from now on, before the address is printed
+    sock = listen_socket(host, port)  # connections queue from now on, before the address is printed
     bound = sock.getsockname()[1]
     out.write(
         f"Sandbox Fleet API: {base_url(host, bound)}\n"

@@ -155,7 +155,9 @@ class StateBackend(Protocol):
         """Durably record outcome events (webhook, polling); safe alongside a writer."""
         ...
 
-    def read_events(self) -> list[dict[str, Any]]: ...
+    def read_events(self) -> list[Any]:
+        """Every recorded entry, as written: folding checks each one's shape (anything may be in the file)."""
+        ...
 
     def clear_events(self, count: int) -> None:
         """Drop the first `count` events once a saved state holds them."""

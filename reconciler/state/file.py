@@ -232,8 +232,9 @@ class FileBackend:
     def append_events(self, events: Sequence[dict[str, Any]]) -> None:
         _append_lines(self.events_path, events)
 
-    def read_events(self) -> list[dict[str, Any]]:
-        return _read_lines(self.events_path, "events")[0]  # lines that are not objects hold no outcome
+    def read_events(self) -> list[Any]:
+        entries, _ = _read_lines(self.events_path, "events", objects_only=False)
+        return entries  # anything may be there: folding checks every entry's shape, status counts the bad ones
 
     def clear_events(self, count: int) -> None:
         if not self.events_path.exists():
@@ -296,8 +297,9 @@ def _append_lines(path: Path, entries: Sequence[dict[str, Any]]) -> None:
         os.close(descriptor)
 
 
-def _read_lines(path: Path, what: str) -> tuple[list[dict[str, Any]], list[int]]:
-    """The JSON objects of a JSON-lines file, and the numbers of lines that parse but are not objects."""
+def _read_lines(path: Path, what: str, objects_only: bool = True) -> tuple[list[Any], list[int]]:
+    """The JSON values of a JSON-lines file (only its objects, with `objects_only`), and the numbers of lines
+    that parse but are not objects."""
     raw = _read_regular(path, what)
     if raw is None:
         return [], []
@@ -307,9 +309,9 @@ def _read_lines(path: Path, what: str) -> tuple[list[dict[str, Any]], list[int]]
             entry = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             continue  # a line cut short by a crash mid-append holds nothing that was acknowledged
-        if isinstance(entry, dict):
+        if isinstance(entry, dict) or not objects_only:
             entries.append(entry)
-        else:
+        if not isinstance(entry, dict):
             bad.append(number)
     return entries, bad
 

@@ -1,31 +1,57 @@
 """The receiver: takes the documented envelope `{callbackId, attributes, events[]}`, checks it came from the
 callback it names (that callback's Header and Query attributes, compared in constant time), and records the
-events durably before answering 2xx, so the API's retry policy covers every failure on this side."""
+events durably before answering 2xx, so the API's retry policy covers every failure on this side.
+
+Nothing slow runs on the event loop: events are written by a group-committing thread (writer.py), large bodies
+are parsed in a worker thread, and the callbacks' credentials are reloaded in a worker thread, only when the
+state or the journal changed since they were loaded and at most once per `reload_interval`, however many
+requests name a callback it does not know.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
-import threading
-from collections.abc import Callable, Mapping
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.state.backend import StateBackend, isotime, utcnow
+from reconciler.webhook.envelope import EnvelopeError, parse_events
+from reconciler.webhook.log import log
+from reconciler.webhook.writer import EventWriter
 
 MAX_BODY = 1_000_000
+RELOAD_INTERVAL = 1.0  # seconds between two reloads of the credentials, at least
+PARSE_INLINE = 64 * 1024  # bodies larger than this are parsed in a worker thread
+
+Expected = list[tuple[str, str, str]]  # (kind, key, value) a notification must carry
 
 
 @dataclass
 class Credentials:
     """callbackId -> (callback name, [(kind, key, value)]) that a notification for it must carry."""
 
-    by_id: dict[str, tuple[str, list[tuple[str, str, str]]]] = field(default_factory=dict)
+    by_id: dict[str, tuple[str, Expected]] = field(default_factory=dict)
+
+    def unauthenticated(self) -> list[str]:
+        """The callbacks that have no Header or Query attribute: anyone may post notifications for them."""
+        return sorted(name for name, expected in self.by_id.values() if not expected)
+
+
+def _no_signature() -> Hashable:
+    return None
 
 
 @dataclass
@@ -34,101 +60,170 @@ class Receiver:
     load_credentials: Callable[[], Credentials]
     max_body: int = MAX_BODY
     credentials: Credentials = field(default_factory=Credentials)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # what the credentials were loaded from (file signatures); None: unknown, always worth a reload
+    signature: Callable[[], Hashable] = _no_signature
+    reload_interval: float = RELOAD_INTERVAL
+    loaded_signature: Hashable = None
+    reloaded_at: float = -math.inf  # when the last reload started (the first one may start at once)
+    reloads: int = 0
     received: int = 0
     unknown_callback: int = 0
+    answers: Counter[int] = field(default_factory=Counter)
+    writer: EventWriter | None = None
+    _reloading: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
-    def lookup(self, callback_id: str) -> tuple[str, list[tuple[str, str, str]]] | None:
+    def __post_init__(self) -> None:
+        if self.writer is None:
+            self.writer = EventWriter(self.backend.append_events)
+
+    def check(self, request: Request, callback_id: str) -> tuple[str, str | None]:
+        """(callback name, None) when the request carries that callback's credentials, else ("", why not)."""
         found = self.credentials.by_id.get(callback_id)
-        if found is None:  # a callback apply created since we started: read the state again
-            with self.lock:
-                self.credentials = self.load_credentials()
-            found = self.credentials.by_id.get(callback_id)
-        return found
+        if found is None:
+            return "", f"unknown callbackId {_shown(callback_id)}"
+        name, expected = found
+        wrong = []
+        for kind, key, value in expected:  # every value compared, no early exit: constant time
+            given = request.headers.get(key) if kind == "Header" else request.query_params.get(key)
+            ok = hmac.compare_digest((given or "").encode(), value.encode()) and given is not None and value != ""
+            if not ok:
+                wrong.append(f"{'missing' if given is None else 'wrong'} {kind.lower()} {key}")
+        if wrong:
+            return "", f"{', '.join(wrong)} for callback {name}"
+        return name, None
+
+    async def refreshed(self) -> bool:
+        """Reload the credentials when the state or journal changed since they were loaded (a callback the
+        running apply created, or new credentials it set), at most once per `reload_interval`: requests arriving
+        meanwhile wait for that one reload. False when nothing changed (nothing was reloaded)."""
+        if self._reloading is None:
+            if self.loaded_signature is not None and self.signature() == self.loaded_signature:
+                return False
+            delay = max(0.0, self.reloaded_at + self.reload_interval - time.monotonic())
+            self._reloading = asyncio.ensure_future(self._reload(delay))
+        await asyncio.shield(self._reloading)
+        return True
+
+    async def _reload(self, delay: float) -> None:
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            self.reloaded_at = time.monotonic()
+            signature = self.signature()  # before loading: a change made meanwhile is seen next time
+            try:
+                loaded = await run_in_threadpool(self.load_credentials)
+            except Exception as error:  # keep serving the callbacks already known
+                reason = "; ".join(str(error).splitlines())  # every diagnostic, on the one line
+                log(logging.ERROR, f"could not reload the callbacks' credentials: {reason}", reason=reason)
+                self.loaded_signature = signature
+                return
+            self.reloads += 1
+            announce_unauthenticated(loaded, self.credentials)
+            self.credentials, self.loaded_signature = loaded, signature
+        finally:
+            self._reloading = None
+
+    async def record(self, records: list[dict[str, Any]]) -> None:
+        assert self.writer is not None
+        await self.writer.write(records)
+
+    def close(self) -> None:
+        """Finish writing what was accepted."""
+        if self.writer is not None:
+            self.writer.close()
+
+    def summary(self) -> str:
+        answers = self.answers
+        return (
+            f"stopped: {sum(answers.values())} notification requests, {self.received} events accepted; "
+            f"{answers[200]} accepted, {answers[401]} refused (401), {answers[400]} malformed (400), "
+            f"{answers[413]} too large (413), {sum(n for status, n in answers.items() if status >= 500)} failed (5xx)"
+        )
+
+
+def announce_unauthenticated(loaded: Credentials, before: Credentials | None = None) -> None:
+    """Say once for each callback that its notifications need no credential."""
+    already = set(before.unauthenticated()) if before is not None else set()
+    for name in loaded.unauthenticated():
+        if name not in already:
+            log(
+                logging.WARNING,
+                f"callback {name} has no Header or Query attribute: accepting unauthenticated notifications for it",
+                callback=name,
+            )
+
+
+def _shown(text: str, limit: int = 64) -> str:
+    """Text a sender chose, safe for a log line: quoted, control characters escaped, cut short."""
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
 
 
 def _problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"code": status * 100 + 1, "message": message, "debug": None}, status_code=status)
 
 
-def _status_text(value: Any) -> str | None:
-    """`eventStatus.status` as a string, or as the object form {"RemoteDoneEventStatus": "Success"}."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        for item in value.values():
-            if isinstance(item, str):
-                return item
-    return None
-
-
 def parse_envelope(body: Any) -> tuple[str, list[dict[str, Any]]] | str:
     """(callbackId, normalised events), or why the body is malformed."""
-    if not isinstance(body, dict) or not isinstance(body.get("callbackId"), str):
-        return "the body must be an object with a callbackId"
-    events = body.get("events")
-    if not isinstance(events, list) or not events:
-        return "events must be a non-empty list"
-    normalised = []
-    for index, event in enumerate(events):
-        status = event.get("eventStatus") if isinstance(event, dict) else None
-        if (
-            not isinstance(event, dict)
-            or not isinstance(event.get("remoteActionId"), str)
-            or not isinstance(status, dict)
-        ):
-            return f"events[{index}] needs remoteActionId and eventStatus"
-        text = _status_text(status.get("status"))
-        if not isinstance(status.get("type"), str) or text is None:
-            return f"events[{index}].eventStatus needs type and status"
-        normalised.append(
-            {
-                "callbackId": body["callbackId"],
-                "remoteActionId": event["remoteActionId"],
-                "vin": event.get("vin"),
-                "eventDate": event.get("eventDate"),
-                "remoteType": event.get("remoteType"),
-                "type": status["type"],
-                "status": text,
-                "failureCause": status.get("failureCause"),
-            }
-        )
-    return body["callbackId"], normalised
+    try:
+        return parse_events(body)
+    except EnvelopeError as error:
+        return str(error)
 
 
-def _authentic(request: Request, expected: list[tuple[str, str, str]]) -> bool:
-    ok = True
-    for kind, key, value in expected:
-        given = request.headers.get(key, "") if kind == "Header" else request.query_params.get(key, "")
-        ok &= hmac.compare_digest(given.encode(), value.encode())  # no early exit: constant time
-    return ok
+def _parse(raw: bytes) -> tuple[str, list[dict[str, Any]]] | str:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "the body is not JSON"
+    except RecursionError:
+        return "the body nests too deeply"
+    return parse_envelope(body)
 
 
 def create_app(receiver: Receiver) -> Starlette:
+    def answer(status: int, request: Request, message: str, **fields: Any) -> None:
+        receiver.answers[status] += 1
+        client = request.client.host if request.client else "-"
+        level = logging.INFO if status < 400 else logging.ERROR if status >= 500 else logging.WARNING
+        text = message if status == 200 else f"{status} {message}"
+        log(level, f"{client} {text}", status=status, client=client, **fields)
+
     async def notify(request: Request) -> Response:
+        limit = receiver.max_body
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > receiver.max_body:
-            return _problem(413, f"the body is larger than {receiver.max_body} bytes")
-        raw = b""
+        too_large = f"the body is larger than {limit} bytes"
+        if length is not None and length.isdigit() and int(length) > limit:
+            answer(413, request, f"{too_large} (Content-Length {length})", reason=too_large)
+            return _problem(413, too_large)
+        chunks, size = [], 0
         async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > receiver.max_body:
-                return _problem(413, f"the body is larger than {receiver.max_body} bytes")
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return _problem(400, "the body is not JSON")
-        parsed = parse_envelope(body)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                answer(413, request, too_large, reason=too_large)
+                return _problem(413, too_large)
+        raw = b"".join(chunks)
+        parsed = await run_in_threadpool(_parse, raw) if size > PARSE_INLINE else _parse(raw)
         if isinstance(parsed, str):
+            answer(400, request, f"malformed notification: {parsed}", reason=parsed)
             return _problem(400, parsed)
         callback_id, events = parsed
-        known = receiver.lookup(callback_id)
-        if known is None or not _authentic(request, known[1]):
+        name, refused = receiver.check(request, callback_id)
+        if refused and await receiver.refreshed():
+            name, refused = receiver.check(request, callback_id)
+        if refused:
+            receiver.unknown_callback += refused.startswith("unknown")
+            answer(401, request, f"refused {len(events)} events: {refused}", reason=refused)
             return _problem(401, "unknown callback or wrong credentials")
         stamp = isotime(utcnow())
-        records = [{**event, "callback": known[0], "received_at": stamp} for event in events]
-        receiver.backend.append_events(records)  # durable (fsync) before the 2xx
+        records = [{**event, "callback": name, "received_at": stamp} for event in events]
+        try:
+            await receiver.record(records)  # durable (fsync) before the 2xx
+        except Exception as error:
+            answer(500, request, f"could not record {len(records)} events for callback {name}: {error}", callback=name)
+            return _problem(500, "the events could not be recorded; send them again")
         receiver.received += len(records)
+        answer(200, request, f"accepted {len(records)} events for callback {name}", callback=name, events=len(records))
         return JSONResponse({"received": len(records)}, status_code=200)
 
     async def health(request: Request) -> Response:

@@ -2,41 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TextIO
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+import threading
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any, TextIO
 
 import uvicorn
 
-from reconciler.manifests import load_desired
-from reconciler.manifests.documents import API_VARIABLES
+from reconciler.errors import ReconcilerError
 from reconciler.project import Project
-from reconciler.webhook.app import Credentials, Receiver, create_app
+from reconciler.sandbox.listen import listen_socket, shown_address
+from reconciler.webhook.app import Credentials, Receiver, announce_unauthenticated, create_app
+from reconciler.webhook.credentials import ChildLoader, credentials, state_signature
+from reconciler.webhook.log import log, logging_to
 
 
-def credentials(project: Project, environ: Mapping[str, str]) -> Credentials:
-    """What each recorded callback's notifications must carry: its Header and Query attributes' values."""
-    desired, _ = load_desired(project.settings.manifests, environ, strict=True)
-    state = project.load_state(pending=True)  # with the journal: a callback apply has just created is known
-    found = Credentials()
-    for name, record in (state.callbacks if state else {}).items():
-        callback = desired.callbacks.get(name)
-        if callback is None:
-            continue
-        expected = [
-            (a.kind, a.key, a.value.value or "")
-            for a in callback.attributes
-            # $vin and the other API variables vary per notification; ${env:...} values are constants
-            if a.kind in ("Header", "Query") and a.value.raw not in API_VARIABLES
-        ]
-        found.by_id[record.id] = (name, expected)
-    return found
+def receiver(
+    project: Project,
+    environ: Mapping[str, str],
+    reload: Callable[[], Credentials] | None = None,
+    **options: Any,
+) -> Receiver:
+    """A receiver for the project's callbacks, loaded now; `reload` loads them again (by default in this
+    process, as loading them now does)."""
 
-
-def receiver(project: Project, environ: Mapping[str, str]) -> Receiver:
     def load() -> Credentials:
         return credentials(project, environ)
 
-    return Receiver(project.backend, load, credentials=load())
+    def signature() -> Hashable:
+        return state_signature(project)
+
+    loaded_signature = signature()
+    loaded = load()
+    announce_unauthenticated(loaded)
+    return Receiver(
+        project.backend,
+        reload or load,
+        credentials=loaded,
+        signature=signature,
+        loaded_signature=loaded_signature,
+        **options,
+    )
+
+
+@contextlib.contextmanager
+def stopped_by_signals(server: uvicorn.Server) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the server gracefully, from the moment the address is printed until the summary
+    is logged: uvicorn handles them while it runs, then raises them again for the handler it found, which ends
+    the command normally instead of killing it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve(
@@ -47,15 +77,47 @@ def serve(
     out: TextIO,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    log_format: str = "text",
+    log_stream: TextIO | None = None,
 ) -> None:
-    app = create_app(receiver(project, environ))
-    scheme = "https" if tls_cert else "http"
-    out.write(
-        f"Receiving notifications on {scheme}://{host}:{port}/ (health: /healthz); "
-        f"recording into {project.backend.name}\n"
-    )
-    out.flush()
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key
-    )
-    uvicorn.Server(config).run()
+    """Serve until stopped (Ctrl-C or SIGTERM). The address and state go to `out`, the log to `log_stream`
+    (stderr by default)."""
+    loader = ChildLoader(project.settings.file.resolve(), environ)
+    with logging_to(log_stream or sys.stderr, log_format) as lines, contextlib.closing(loader):
+        made = receiver(project, environ, reload=loader)  # the first load here: its errors are the command's
+        config = uvicorn.Config(
+            create_app(made),
+            log_level="warning",
+            access_log=False,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+        )
+        try:
+            config.load()
+        except (ssl.SSLError, OSError) as error:
+            if isinstance(error, ssl.SSLError):
+                reason = f"not a PEM certificate and its private key ({error.reason or error})"
+            else:
+                reason = error.strerror or str(error)
+            raise ReconcilerError(f"cannot serve https with {tls_cert} and {tls_key}: {reason}") from None
+        sock = listen_socket(host, port)
+        loader.start()
+        server = uvicorn.Server(config)
+        with stopped_by_signals(server):
+            scheme = "https" if tls_cert else "http"
+            address = shown_address(host, sock.getsockname()[1])
+            out.write(
+                f"Receiving notifications on {scheme}://{address}/ (health: /healthz); "
+                f"recording into {project.backend.name}\n"
+            )
+            out.flush()
+            try:
+                server.run(sockets=[sock])
+            finally:
+                made.close()
+                sock.close()
+                counts = {f"http_{status}": count for status, count in sorted(made.answers.items())}
+                log(logging.INFO, made.summary(), wait=True, events=made.received, **counts)
+                if lines.dropped:
+                    message = f"{lines.dropped} log lines were dropped: the log stream did not keep up"
+                    log(logging.WARNING, message, wait=True, dropped=lines.dropped)
