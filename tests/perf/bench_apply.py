@@ -98,7 +98,10 @@ def main() -> None:
     base = baseline_rate(args.vehicles)
     fast = [
         apply_once(
-            args.vehicles, ["--rate-limit", "1000000", "--daily-limit", "100000000"], 1_000_000, args.parallelism
+            args.vehicles,
+            ["--rate-limit", "1000000", "--daily-limit", "100000000"],
+            10_000,
+            args.parallelism,  # the largest api.rate_limit allowed
         )
         for _ in range(args.runs)
     ]
