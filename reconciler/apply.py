@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from reconciler.api import wire
 from reconciler.api.client import FleetClient
 from reconciler.callbacks import api_body, callback_spec, fingerprints
+from reconciler.clock import isotime, utcnow
 from reconciler.errors import (
     ApiError,
     ApiRequestError,
@@ -32,7 +33,7 @@ from reconciler.errors import (
 )
 from reconciler.model import Desired
 from reconciler.plan import Call, CallKind, Change, Plan
-from reconciler.state.backend import StateBackend, isotime, utcnow
+from reconciler.state.backend import StateBackend
 from reconciler.state.journal import apply_result, begin, fold, intent, result
 from reconciler.state.lock import Lease
 from reconciler.state.model import State

@@ -19,6 +19,7 @@ from reconciler.diagnostics import Diagnostic, Severity, Source, clip
 from reconciler.envsubst import EnvValue, resolve
 from reconciler.errors import ConfigError
 from reconciler.manifests.files import OUTSIDE_SETTING, ManifestPaths, display_name, inside
+from reconciler.plan import Limit
 from reconciler.yamlload import MAX_INT_DIGITS, Document, load_file
 
 CONFIG_FILE = "reconciler.yaml"
@@ -47,27 +48,6 @@ def shown_url(url: str) -> str:
 
 # settings whose value is checked once resolved, for those written as ${env:...}
 _RESOLVED_CHECKS: dict[str, tuple[str, Callable[[str], str | None]]] = {"api.url": ("api-url", url_problem)}
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    """A guard threshold: an absolute count, or a percentage of a total."""
-
-    amount: float
-    percent: bool
-    text: str
-
-    @classmethod
-    def parse(cls, value: int | str) -> Limit:
-        if isinstance(value, str) and value.endswith("%"):
-            return cls(float(value[:-1]), True, value)
-        return cls(float(value), False, str(value))
-
-    def maximum(self, total: int) -> float:
-        return total * self.amount / 100 if self.percent else self.amount
-
-    def allows(self, count: int, total: int) -> bool:
-        return count <= self.maximum(total)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
 from reconciler.errors import GuardError, PlanError
@@ -136,6 +137,33 @@ class Notice:
 
     def to_dict(self) -> dict[str, str]:
         return {"address": self.address, "kind": self.kind, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A guard threshold from reconciler.yaml: an absolute count, or a percentage of a total."""
+
+    amount: float
+    percent: bool
+    text: str
+
+    @classmethod
+    def parse(cls, value: int | str) -> Limit:
+        if isinstance(value, str) and value.endswith("%"):
+            return cls(float(value[:-1]), True, value)
+        return cls(float(value), False, str(value))
+
+    def allowed(self, total: int) -> int:
+        """The largest count let through, computed exactly: 50% of 11 allows 5, and 32.3% of 1,000 allows 323
+        (in floating point it would allow 322, refusing a count the text says is within the limit)."""
+        try:
+            amount = Fraction(self.text.strip().removesuffix("%"))
+        except (ValueError, ZeroDivisionError):
+            amount = Fraction(self.amount)
+        return math.floor(amount * total / 100 if self.percent else amount)
+
+    def allows(self, count: int, total: int) -> bool:
+        return count <= self.allowed(total)
 
 
 @dataclass(frozen=True, slots=True)

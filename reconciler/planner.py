@@ -11,21 +11,29 @@ Per slot, with the recorded outcome of the remote that last touched it (DESIGN.m
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from fractions import Fraction
 from typing import Any
 
 from reconciler.callbacks import SENSITIVE, callback_spec, fingerprints
-from reconciler.config import Limit
+from reconciler.clock import parse_time
 from reconciler.diff import diff_values
 from reconciler.errors import UsageError
 from reconciler.model import Desired, Program, SlotAssignment
-from reconciler.plan import SENSITIVE_CHANGED, Action, Call, CallKind, Change, FieldDiff, GuardCheck, Notice, Plan
-from reconciler.state.backend import parse_time
+from reconciler.plan import (
+    SENSITIVE_CHANGED,
+    Action,
+    Call,
+    CallKind,
+    Change,
+    FieldDiff,
+    GuardCheck,
+    Limit,
+    Notice,
+    Plan,
+)
 from reconciler.state.model import DONE, ActionRecord, SlotRecord, State
 
 # causes that retrying will not fix; every other failure cause is treated as transient
@@ -442,16 +450,6 @@ def _guards(changes: list[Change], state: State, limits: Mapping[str, Limit]) ->
             total = len(state.slots)
         else:  # pragma: no cover - the config schema admits no other guard
             continue
-        maximum = allowed(limit, total)
+        maximum = limit.allowed(total)
         checks.append(GuardCheck(name, limit.text, count, total, maximum, count > maximum))
     return tuple(checks)
-
-
-def allowed(limit: Limit, total: int) -> int:
-    """The largest count a guard lets through, computed exactly: 50% of 11 allows 5, and 32.3% of 1,000 allows
-    323 (in floating point it would allow 322, refusing a count the text says is within the limit)."""
-    try:
-        amount = Fraction(limit.text.strip().removesuffix("%"))
-    except (ValueError, ZeroDivisionError):
-        amount = Fraction(limit.amount)
-    return math.floor(amount * total / 100 if limit.percent else amount)

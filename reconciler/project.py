@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.clock import isotime, utcnow
 from reconciler.config import Settings, load_settings
 from reconciler.diagnostics import Diagnostic
 from reconciler.envsubst import EnvValue
@@ -20,7 +21,7 @@ from reconciler.manifests import load_desired
 from reconciler.model import Desired
 from reconciler.plan import Plan, canonical_json
 from reconciler.planner import PlanOptions, Selector, make_plan
-from reconciler.state.backend import StateBackend, isotime, utcnow
+from reconciler.state.backend import StateBackend
 from reconciler.state.events import fold_events, set_aside
 from reconciler.state.journal import fold
 from reconciler.state.lock import Lease

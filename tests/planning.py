@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.callbacks import callback_spec, fingerprints
+from reconciler.clock import isotime
 from reconciler.diagnostics import Source
 from reconciler.envsubst import EnvValue
 from reconciler.model import DAYS, Attribute, Callback, Desired, Program, Schedule, SlotAssignment
 from reconciler.plan import CallKind, Plan
 from reconciler.planner import PlanOptions, make_plan
-from reconciler.state.backend import isotime
 from reconciler.state.model import ActionRecord, CallbackRecord, SlotRecord, State
 from reconciler.state.record import record_callback, record_outcome, record_remote
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import Limit, load_settings, parse_duration
+from reconciler.config import load_settings, parse_duration
 from reconciler.diagnostics import Severity
 from reconciler.errors import ConfigError, ExitCode
+from reconciler.plan import Limit
 from tests.conftest import WriteFiles
 
 FULL = """

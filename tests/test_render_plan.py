@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.config import Limit
 from reconciler.model import Desired
-from reconciler.plan import Plan
+from reconciler.plan import Limit, Plan
 from reconciler.planner import Selector
 from reconciler.render.blocks import days_text, hhmm
 from reconciler.render.json import render_json

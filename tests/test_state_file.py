@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.clock import isotime, utcnow
 from reconciler.errors import ExitCode, LockedError, LockLostError, StateError
-from reconciler.state.backend import LockInfo, isotime, utcnow
+from reconciler.state.backend import LockInfo
 from reconciler.state.file import FileBackend
 from reconciler.state.lock import Lease
 from reconciler.state.model import ActionRecord, SlotRecord, State

@@ -23,8 +23,8 @@ import httpx
 from reconciler import __version__
 from reconciler.api.breaker import Breaker
 from reconciler.api.limiter import RateLimiter
+from reconciler.clock import isotime, utcnow
 from reconciler.errors import ApiAnswerError, ApiError, ApiRequestError, ApiStatusError, RunInterrupted
-from reconciler.state.backend import isotime, utcnow
 
 CONNECT_TIMEOUT = 10.0  # seconds: an unreachable API is known quickly even when api.timeout is long
 

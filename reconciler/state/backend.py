@@ -14,24 +14,13 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
+from reconciler.clock import isotime, parse_time, utcnow
 from reconciler.state.model import State
 
 LOCK_TTL = timedelta(minutes=2)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def isotime(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from reconciler.clock import parse_time
 from reconciler.state.model import State
 from reconciler.state.record import outcome_of, record_outcome
 
@@ -68,7 +68,7 @@ def date_problem(value: Any) -> str | None:
     if problem:
         return problem
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parse_time(value)
     except ValueError:
         return "must be an ISO 8601 date-time"
     return None

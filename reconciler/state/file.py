@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.clock import isotime
 from reconciler.errors import LockedError, LockLostError, StateError
-from reconciler.state.backend import LockInfo, isotime
+from reconciler.state.backend import LockInfo
 from reconciler.state.model import State
 
 STALE_TEMP = 60.0  # seconds after which a temporary lock file is a leftover, not a writer taking the lock

@@ -14,9 +14,9 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, NamedTuple
 
+from reconciler.clock import parse_time
 from reconciler.errors import StateError
 from reconciler.model import DAYS, Program
 
@@ -210,7 +210,7 @@ def _decode_action(rid: str, raw: Any) -> ActionRecord:
         raise ValueError(f"actions.{rid} holds a value of the wrong type")
     if raw[3] is not None and raw[3] not in OUTCOMES:
         raise ValueError(f"actions.{rid}: outcome {_shown(raw[3])} is not one of {', '.join(OUTCOMES)}")
-    datetime.fromisoformat(posted_at.replace("Z", "+00:00"))  # ValueError when it is not a time
+    parse_time(posted_at)  # ValueError when it is not a time
     return ActionRecord(*raw)
 
 

@@ -7,9 +7,9 @@ these functions, so a state only ever changes in these few ways.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
+from reconciler.clock import earlier
 from reconciler.plan import Call
 from reconciler.state.model import DONE, ActionRecord, CallbackRecord, SlotRecord, State
 
@@ -59,7 +59,7 @@ def record_outcome(
         return False
     if action.outcome in FINAL and outcome not in FINAL:
         return False
-    if outcome not in FINAL and _earlier(at, action.updated_at):
+    if outcome not in FINAL and earlier(at, action.updated_at):
         return False  # an older Pending, delivered late
     if (action.outcome, action.status, action.cause) == (outcome, status, cause):
         return False
@@ -92,12 +92,3 @@ def outcome_of(status: str) -> str:
     if status in DONE or status == "Failed":
         return status
     return "Pending"
-
-
-def _earlier(at: str | None, than: str | None) -> bool:
-    if not at or not than:
-        return False
-    try:
-        return datetime.fromisoformat(at.replace("Z", "+00:00")) < datetime.fromisoformat(than.replace("Z", "+00:00"))
-    except ValueError:
-        return False

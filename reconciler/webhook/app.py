@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.state.backend import StateBackend, isotime, utcnow
+from reconciler.clock import isotime, utcnow
+from reconciler.state.backend import StateBackend
 from reconciler.webhook.envelope import EnvelopeError, parse_events
 from reconciler.webhook.log import log
 from reconciler.webhook.writer import EventWriter
