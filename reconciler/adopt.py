@@ -8,7 +8,8 @@ from typing import Any
 
 from reconciler.api import wire
 from reconciler.api.client import FleetClient
-from reconciler.callbacks import SECTIONS, SENSITIVE, callback_spec, fingerprint
+from reconciler.callbacks import SECTIONS, callback_spec, fingerprint
+from reconciler.envsubst import SENSITIVE
 from reconciler.errors import ApiAnswerError, ReconcilerError
 from reconciler.model import Desired
 from reconciler.refresh import live_spec

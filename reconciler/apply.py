@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from reconciler.api import wire
 from reconciler.api.client import FleetClient
-from reconciler.callbacks import api_body, callback_spec, fingerprints
+from reconciler.callbacks import callback_spec, fingerprints
 from reconciler.clock import isotime, utcnow
 from reconciler.errors import (
     ApiError,
@@ -42,12 +42,11 @@ from reconciler.words import plural
 
 T = TypeVar("T")
 SAVE_EVERY = 5.0  # seconds between state saves while vehicles are being worked on
-REMOTE_LABEL = "reconciler"  # every remote's label starts so; the rest identifies its journal intent
 
 
 def remote_label(entry: dict[str, Any]) -> str:
     """The label a remote is posted with: unique to its intent, so the API can be asked whether it arrived."""
-    return f"{REMOTE_LABEL}:{entry['id']}"
+    return f"{wire.REMOTE_LABEL}:{entry['id']}"
 
 
 @dataclass
@@ -241,7 +240,7 @@ class Applier:
             assert record is not None
             self._set_status(name, record.id, wanted.status)
             return CallResult(call, True)
-        spec, secrets, body = callback_spec(wanted), fingerprints(wanted, self.key), api_body(wanted)
+        spec, secrets, body = callback_spec(wanted), fingerprints(wanted, self.key), wire.callback_body(wanted)
         if call.kind is CallKind.UPDATE_CALLBACK:
             assert record is not None
             # a full PUT leaves the status as it is: the status is recorded only when a status call confirms it
@@ -303,7 +302,7 @@ class Applier:
         entry = intent("remote", call=described, views=views)
         entry["label"] = remote_label(entry)
         self._journal_intent(entry)
-        body = {"label": entry["label"], "preconditioning": {"airConditioning": {"programs": described["programs"]}}}
+        body = wire.remote_body(entry["label"], described["programs"])
         action_id, _ = self._attempt(entry, self.client.post_remote, vehicle, record.id, body)
         posted = {"action_id": action_id, "posted_at": isotime(utcnow())}
         self.backend.append_journal([result(entry, True, **posted)])

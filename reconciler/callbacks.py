@@ -1,5 +1,5 @@
-"""A desired Callback in its three forms: the spec we compare and record (secrets masked), its secrets, and
-the body the API takes (RemoteCallbackSubscribe)."""
+"""A desired Callback as reconciler records and compares it: the spec (secrets masked) and keyed fingerprints
+of its secrets. The body the API takes is built in reconciler.api.wire."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import hashlib
 import hmac
 from typing import Any
 
+from reconciler.envsubst import SENSITIVE
 from reconciler.model import Callback
 
-SENSITIVE = "(sensitive)"
 SECTIONS = {"Header": "headers", "Query": "query", "Body": "body"}
 
 
@@ -53,24 +53,3 @@ def fingerprints(callback: Callback, key: str) -> dict[str, str]:
     return {
         path: fingerprint(key, path, value) for path, value in callback_secrets(callback).items() if value is not None
     }
-
-
-def api_body(callback: Callback) -> dict[str, Any]:
-    """The RemoteCallbackSubscribe body, secrets revealed: only ever sent to the API, never stored or shown."""
-    attributes = [
-        {"type": attribute.kind, "key": attribute.key, "value": attribute.value.value or ""}
-        for attribute in callback.attributes
-    ]
-    webhook: dict[str, Any] = {"target": callback.target.value or "", "name": callback.webhook_name}
-    if attributes:
-        webhook["attributes"] = attributes
-    body: dict[str, Any] = {
-        "label": callback.name,
-        "callback": {"webhook": webhook},
-        "remoteTypes": list(callback.remote_types),
-    }
-    if callback.retry_policy is not None:
-        body["retryPolicy"] = dict(callback.retry_policy)
-    if callback.batch_notify is not None:
-        body["batchNotify"] = dict(callback.batch_notify)
-    return body

@@ -14,6 +14,8 @@ from reconciler.diagnostics import Diagnostic, Severity, Source
 from reconciler.errors import ConfigError
 
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+SENSITIVE = "(sensitive)"  # what people see in place of a sensitive value
+SENSITIVE_CHANGED = "(sensitive, changed)"  # ... and in place of one that changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +32,7 @@ class EnvValue:
         return ENV_REF.search(self.raw) is not None
 
     def __repr__(self) -> str:
-        shown = "(sensitive)" if self.sensitive else repr(self.raw)
+        shown = SENSITIVE if self.sensitive else repr(self.raw)
         return f"EnvValue({shown}, source={self.source})"
 
     def missing_diagnostic(self, what: str, severity: Severity = Severity.ERROR) -> Diagnostic:

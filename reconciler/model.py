@@ -7,6 +7,7 @@ dictionary entry per vehicle.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,51 @@ from reconciler.envsubst import EnvValue
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 THERMAL = "ThermalPreconditioning"
 MAX_SLOTS = 4
+DAY_SETS = {
+    "weekdays": DAYS[:5],
+    "weekend": DAYS[5:],
+    "daily": DAYS,
+}
+
+
+# ---- a program's canonical fields: manifests, the state and the API's answers all compare in this form ------
+
+_CLOCK = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
+_ISO = re.compile(r"^PT(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?$")
+
+
+def parse_start(text: str) -> tuple[int, int] | None:
+    """(hours, minutes) from "HH:MM" or an ISO-8601 duration such as PT7H30M; None if unreadable.
+
+    Out-of-range values are returned as written, for the caller to report.
+    """
+    clock = _CLOCK.match(text)
+    if clock:
+        return int(clock.group(1)), int(clock.group(2))
+    iso = _ISO.match(text)
+    if iso and text != "PT" and not (iso.group(3) and int(iso.group(3))):
+        return int(iso.group(1) or 0), int(iso.group(2) or 0)
+    return None
+
+
+def start_in_range(hours: int, minutes: int) -> bool:
+    return 0 <= hours <= 23 and 0 <= minutes <= 59
+
+
+def canonical_start(text: str) -> str:
+    """`PT{h}H{m}M` for a valid start; the planner and state compare starts only in this form."""
+    parsed = parse_start(text)
+    if parsed is None or not start_in_range(*parsed):
+        raise ValueError(f"not a time of day: {text!r}")
+    return f"PT{parsed[0]}H{parsed[1]}M"
+
+
+def canonical_days(days: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """An ordered, duplicate-free tuple of day names from a shorthand or a list."""
+    if isinstance(days, str):
+        return DAY_SETS[days]
+    chosen = set(days)
+    return tuple(day for day in DAYS if day in chosen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,17 +74,6 @@ class Program:
     days: tuple[str, ...]
     recurrence: str = "Daily"
     enabled: bool = True
-
-    def to_api(self, action: str = "Set") -> dict[str, Any]:
-        """The program entry of a remote body (`actionsType` Set or Delete)."""
-        return {
-            "actionsType": action,
-            "slot": self.slot,
-            "enabled": self.enabled,
-            "recurrence": self.recurrence,
-            "start": self.start,
-            "occurence": {"day": list(self.days)},
-        }
 
 
 @dataclass(frozen=True, slots=True)

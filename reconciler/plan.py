@@ -16,12 +16,12 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
+from reconciler.api import wire
 from reconciler.errors import GuardError, PlanError
 from reconciler.model import Program
 from reconciler.words import plural
 
 FORMAT_VERSION = "1.0"
-SENSITIVE_CHANGED = "(sensitive, changed)"
 
 
 class Action(StrEnum):
@@ -111,19 +111,13 @@ class Call:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "kind": self.kind.value, "callback": self.callback, "vin": self.vin}
         if self.kind is CallKind.REMOTE:
-            data["programs"] = [program.to_api(action) for action, program in self.programs]
+            data["programs"] = [wire.program_entry(action, program) for action, program in self.programs]
         data["changes"] = list(self.changes)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Call:
-        programs = tuple(
-            (
-                p["actionsType"],
-                Program(p["slot"], p["start"], tuple(p["occurence"]["day"]), p["recurrence"], p["enabled"]),
-            )
-            for p in data.get("programs", ())
-        )
+        programs = tuple(wire.entry_program(entry) for entry in data.get("programs", ()))
         return cls(data["id"], CallKind(data["kind"]), data["callback"], data["vin"], programs, tuple(data["changes"]))
 
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reconciler.callbacks import SENSITIVE, callback_spec, fingerprints
+from reconciler.callbacks import callback_spec, fingerprints
 from reconciler.clock import parse_time
 from reconciler.diff import diff_values
+from reconciler.envsubst import SENSITIVE, SENSITIVE_CHANGED
 from reconciler.errors import UsageError
 from reconciler.model import Desired, Program, SlotAssignment
 from reconciler.plan import (
-    SENSITIVE_CHANGED,
     Action,
     Call,
     CallKind,

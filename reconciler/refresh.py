@@ -13,7 +13,8 @@ from typing import Any
 
 from reconciler.api import wire
 from reconciler.api.client import FleetClient
-from reconciler.callbacks import SECTIONS, SENSITIVE
+from reconciler.callbacks import SECTIONS
+from reconciler.envsubst import SENSITIVE
 from reconciler.errors import ApiError, ApiUnavailableError
 from reconciler.model import Desired
 from reconciler.state.model import DONE, SlotRecord, State

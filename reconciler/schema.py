@@ -31,6 +31,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from reconciler.diagnostics import Diagnostic, clip
+from reconciler.model import DAY_SETS, DAYS
 from reconciler.yamlload import Document
 
 SCHEMA_FILES = (
@@ -43,7 +44,6 @@ SCHEMA_FILES = (
 
 VIN_PATTERN = "^[A-HJ-NPR-Za-hj-npr-z0-9]{17}$"
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
-DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 # id() of an `items` subschema -> compiled pattern its items must match (see module docstring)
 _FAST_ITEMS: dict[int, re.Pattern[str]] = {}
@@ -360,13 +360,13 @@ def _pattern_diagnostic(at: Any, field: str, path: list[str | int], value: Any, 
 
 def _days_diagnostics(document: Document, path: list[str | int], value: Any) -> Iterator[Diagnostic]:
     at = document.position(path)
-    shorthands = ("weekdays", "weekend", "daily")
+    shorthands = tuple(DAY_SETS)
     if isinstance(value, str):
         yield Diagnostic(
             at,
             "days-unknown",
             f"days: '{_short(value)}' is not weekdays, weekend or daily, nor a list of days Mon..Sun"
-            f"{suggest(value, (*shorthands, *DAY_NAMES))}",
+            f"{suggest(value, (*shorthands, *DAYS))}",
         )
         return
     if isinstance(value, list):
@@ -374,12 +374,11 @@ def _days_diagnostics(document: Document, path: list[str | int], value: Any) -> 
             yield Diagnostic(at, "days-unknown", "days must not be empty: list at least one of Mon..Sun")
             return
         for index, day in enumerate(value):
-            if day not in DAY_NAMES:
+            if day not in DAYS:
                 yield Diagnostic(
                     document.position([*path, index]),
                     "days-unknown",
-                    f"unknown day '{_short(str(day))}': days are Mon, Tue, Wed, Thu, Fri, Sat, Sun"
-                    f"{suggest(day, DAY_NAMES)}",
+                    f"unknown day '{_short(str(day))}': days are Mon, Tue, Wed, Thu, Fri, Sat, Sun{suggest(day, DAYS)}",
                 )
         return
     yield Diagnostic(at, "type", f"days must be a list of days or weekdays/weekend/daily, not {describe(value)}")

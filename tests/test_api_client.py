@@ -11,7 +11,8 @@ import pytest
 
 from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
 from reconciler.api.limiter import RateLimiter
-from reconciler.callbacks import api_body
+from reconciler.api.wire import callback_body as api_body
+from reconciler.api.wire import program_entry
 from reconciler.errors import ApiRequestError, ApiStatusError
 from reconciler.model import Program
 from tests.official import official_errors
@@ -223,7 +224,9 @@ def test_every_request_body_validates_against_the_official_schemas() -> None:
             "c",
             {
                 "label": "reconciler",
-                "preconditioning": {"airConditioning": {"programs": [program.to_api("Set"), program.to_api("Delete")]}},
+                "preconditioning": {
+                    "airConditioning": {"programs": [program_entry("Set", program), program_entry("Delete", program)]}
+                },
             },
         )
     schemas = {

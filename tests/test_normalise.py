@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler import schema
+from reconciler.api.wire import program_entry
 from reconciler.manifests import load_manifests
-from reconciler.manifests.normalise import canonical_days, canonical_start, normalise_document, parse_start
-from reconciler.model import DAYS, Program, SlotAssignment
+from reconciler.manifests.normalise import normalise_document
+from reconciler.model import DAYS, Program, SlotAssignment, canonical_days, canonical_start, parse_start
 from tests.conftest import EXAMPLES
 from tests.official import official_errors
 
@@ -273,7 +274,9 @@ def test_programs_form_remote_bodies_the_official_schema_accepts() -> None:
     program = Program(2, "PT13H30M", DAYS[:5], "None", False)
     body = {
         "label": "weekday-shifts",
-        "preconditioning": {"airConditioning": {"programs": [program.to_api(), program.to_api("Delete")]}},
+        "preconditioning": {
+            "airConditioning": {"programs": [program_entry("Set", program), program_entry("Delete", program)]}
+        },
     }
     assert official_errors("Remote", body) == []
-    assert program.to_api("Delete")["occurence"] == {"day": ["Mon", "Tue", "Wed", "Thu", "Fri"]}
+    assert program_entry("Delete", program)["occurence"] == {"day": ["Mon", "Tue", "Wed", "Thu", "Fri"]}

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from reconciler import __version__
+from reconciler.api import wire
 from reconciler.api.breaker import Breaker
 from reconciler.api.limiter import RateLimiter
 from reconciler.clock import isotime, utcnow
@@ -271,7 +272,7 @@ class FleetClient:
     def create_callback(self, body: dict[str, Any]) -> str:
         """The new callback's id. A failure whose outcome is unknown raises with `sent`: look the label up."""
         answer = self._call("POST", f"{self._fleet}/remote/callbacks", body, retry_unknown=False)
-        return callback_id(answer)
+        return wire.created_id(answer)
 
     def update_callback(self, callback: str, body: dict[str, Any]) -> None:
         self._call("PUT", f"{self._fleet}/remote/callbacks/{callback}", body)
@@ -295,7 +296,7 @@ class FleetClient:
         attempt = 0
         while True:
             try:
-                return _remote_ref(self._call("POST", path, body, retry_unknown=False), f"POST {path}")
+                return wire.remote_ref(self._call("POST", path, body, retry_unknown=False), f"POST {path}")
             except (ApiRequestError, ApiStatusError) as error:
                 unknown = isinstance(error, ApiRequestError) or error.status >= 500
                 if not unknown or attempt + 1 >= self.retry.attempts:
@@ -312,34 +313,13 @@ class FleetClient:
         """The remote action on this vehicle and callback whose body carried `label`, if the API has one."""
         path = f"{self._fleet}/vehicles/{vehicle_id}/callbacks/{callback}/remotes"
         for action in self._pages(path, "remoteActions"):
-            if _dict(action.get("remote")).get("label") == label and action.get("remoteActionId"):
-                return _remote_ref(action, f"GET {path}")
+            if wire.remote_label(action) == label and action.get("remoteActionId"):
+                return wire.remote_ref(action, f"GET {path}")
         return None
 
     def remote(self, vehicle_id: str, callback: str, action: str) -> dict[str, Any]:
         path = f"{self._fleet}/vehicles/{vehicle_id}/callbacks/{callback}/remotes/{action}"
         return _object(self._call("GET", path), f"GET {path}")
-
-
-def callback_id(answer: Any) -> str:
-    """The id in a callback answer: `callbackId` (CallbackRef) or `id` (RemoteCallback)."""
-    if isinstance(answer, dict):
-        for key in ("callbackId", "id"):
-            if isinstance(answer.get(key), str | int) and str(answer[key]):
-                return str(answer[key])
-    raise ApiAnswerError(f"the answer names no callback id: {str(answer)[:200]}")
-
-
-def _remote_ref(answer: Any, what: str) -> tuple[str, str]:
-    """(remoteActionId, type) of a RemotePostResponse or RemoteAction; `type` may be a list in older answers."""
-    answer = _object(answer, what)
-    action = answer.get("remoteActionId")
-    if not isinstance(action, str | int) or not str(action):
-        raise ApiAnswerError(f"{what}: the answer names no remoteActionId")
-    kind = answer.get("type")
-    if isinstance(kind, list):
-        kind = kind[0] if kind else None
-    return str(action), kind if isinstance(kind, str) else ""
 
 
 def _object(answer: Any, what: str) -> dict[str, Any]:

@@ -1,16 +1,18 @@
-"""What the Fleet API's answers hold, read defensively: the one place that knows their JSON shape.
+"""The Fleet API's JSON, both ways: the one place that knows its shape.
 
-Answers are input from the network: any field may be missing, of another type, or carry a documented variant
-(`preconditionning`, `occurrence`, a status object). These readers return typed values or nothing, never raise
-on a malformed answer, so a surprising answer can neither crash a command nor reach the state unchecked.
+Bodies reconciler sends (a callback's RemoteCallbackSubscribe, a remote's preconditioning programs) are built
+here. Answers are read here, defensively: any field may be missing, of another type, or carry a documented
+variant (`preconditionning`, `occurrence`, `type` as a list, `id` or `callbackId`). The readers return typed
+values or nothing and never raise on a malformed answer (the client turns a missing identifier into an
+ApiAnswerError), so a surprising answer can neither crash a command nor reach the state unchecked.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from reconciler.manifests.normalise import canonical_days, canonical_start
-from reconciler.model import DAYS, Program
+from reconciler.errors import ApiAnswerError
+from reconciler.model import DAYS, Callback, Program, canonical_days, canonical_start
 
 STATUSES = ("Running", "Paused")
 ATTRIBUTE_TYPES = ("Header", "Query", "Body")
@@ -23,6 +25,63 @@ def mapping(value: Any) -> dict[str, Any]:
 
 def text(value: Any) -> str | None:
     return value if isinstance(value, str) and len(value) <= MAX_TEXT else None
+
+
+# ---- what reconciler sends -------------------------------------------------------------------------------
+
+REMOTE_LABEL = "reconciler"  # every remote's label starts so; the rest identifies the journal intent that sent it
+
+
+def callback_body(callback: Callback) -> dict[str, Any]:
+    """The RemoteCallbackSubscribe body, secrets revealed: only ever sent to the API, never stored or shown."""
+    attributes = [
+        {"type": attribute.kind, "key": attribute.key, "value": attribute.value.value or ""}
+        for attribute in callback.attributes
+    ]
+    hook: dict[str, Any] = {"target": callback.target.value or "", "name": callback.webhook_name}
+    if attributes:
+        hook["attributes"] = attributes
+    body: dict[str, Any] = {
+        "label": callback.name,
+        "callback": {"webhook": hook},
+        "remoteTypes": list(callback.remote_types),
+    }
+    if callback.retry_policy is not None:
+        body["retryPolicy"] = dict(callback.retry_policy)
+    if callback.batch_notify is not None:
+        body["batchNotify"] = dict(callback.batch_notify)
+    return body
+
+
+def program_entry(action: str, program: Program) -> dict[str, Any]:
+    """A program entry of a remote body: `actionsType` Set, or Delete (which carries the recorded program: the
+    official schema requires `start` on every entry)."""
+    return {
+        "actionsType": action,
+        "slot": program.slot,
+        "enabled": program.enabled,
+        "recurrence": program.recurrence,
+        "start": program.start,
+        "occurence": {"day": list(program.days)},
+    }
+
+
+def entry_program(entry: Any) -> tuple[str, Program]:
+    """(actionsType, program) of an entry `program_entry` made (read back from a plan file or the journal);
+    ValueError when it is not one."""
+    entry = mapping(entry)
+    action, slot, days = entry.get("actionsType"), entry.get("slot"), mapping(entry.get("occurence")).get("day")
+    if action not in ("Set", "Delete") or type(slot) is not int or not isinstance(days, list):
+        raise ValueError(f"not a program entry: {str(entry)[:100]}")
+    recurrence, enabled, start = entry.get("recurrence"), entry.get("enabled"), entry.get("start")
+    if not isinstance(start, str) or not isinstance(recurrence, str) or not isinstance(enabled, bool):
+        raise ValueError(f"not a program entry: {str(entry)[:100]}")
+    return action, Program(slot, start, tuple(str(day) for day in days), recurrence, enabled)
+
+
+def remote_body(label: str, programs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Remote body of a preconditioning program change (never `immediate`: it would start the heater now)."""
+    return {"label": label, "preconditioning": {"airConditioning": {"programs": programs}}}
 
 
 # ---- callbacks --------------------------------------------------------------------------------------------
@@ -63,6 +122,16 @@ def attributes(hook: Any) -> list[tuple[str, str, str]]:
     return found
 
 
+def created_id(answer: Any) -> str:
+    """The id in a callback answer: `callbackId` (CallbackRef) or `id` (RemoteCallback)."""
+    answer = mapping(answer)
+    for key in ("callbackId", "id"):
+        value = answer.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)
+    raise ApiAnswerError(f"the answer names no callback id: {str(answer)[:200]}")
+
+
 def labelled(callbacks: list[dict[str, Any]], name: str) -> tuple[str, str] | None:
     """(id, status) of the first live callback whose label is `name`."""
     for callback in callbacks:
@@ -70,6 +139,27 @@ def labelled(callbacks: list[dict[str, Any]], name: str) -> tuple[str, str] | No
         if label(callback) == name and identity is not None:
             return identity, callback_status(callback) or "Running"
     return None
+
+
+# ---- remote actions ---------------------------------------------------------------------------------------
+
+
+def remote_ref(answer: Any, what: str) -> tuple[str, str]:
+    """(remoteActionId, type) of a RemotePostResponse or RemoteAction; `type` may be a list in older answers."""
+    if not isinstance(answer, dict):
+        raise ApiAnswerError(f"{what}: the answer is not a JSON object")
+    action = answer.get("remoteActionId")
+    if not isinstance(action, str | int) or isinstance(action, bool) or not str(action):
+        raise ApiAnswerError(f"{what}: the answer names no remoteActionId")
+    kind = answer.get("type")
+    if isinstance(kind, list):
+        kind = kind[0] if kind else None
+    return str(action), kind if isinstance(kind, str) else ""
+
+
+def remote_label(action: Any) -> str | None:
+    """The label of the body a listed remote action was posted with."""
+    return text(mapping(mapping(action).get("remote")).get("label"))
 
 
 # ---- vehicle programs -------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 from reconciler import schema
 from reconciler.diagnostics import Diagnostic, Severity, Source, clip
 from reconciler.envsubst import EnvValue, resolve
-from reconciler.manifests.normalise import normalise_document, parse_start, start_in_range
-from reconciler.model import MAX_SLOTS, Attribute, Callback, Program
+from reconciler.manifests.normalise import normalise_document
+from reconciler.model import MAX_SLOTS, Attribute, Callback, Program, parse_start, start_in_range
 from reconciler.yamlload import Document
 
 KIND_SCHEMAS = {

@@ -7,16 +7,10 @@ is itself a valid manifest, and normalising it again changes nothing.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from reconciler.model import DAYS
+from reconciler.model import DAY_SETS, DAYS, canonical_days, canonical_start, parse_start, start_in_range
 
-DAY_SETS = {
-    "weekdays": DAYS[:5],
-    "weekend": DAYS[5:],
-    "daily": DAYS,
-}
 REMOTE_TYPES = (
     "ThermalPreconditioning",
     "ElectricBatteryChargingRequest",
@@ -28,42 +22,6 @@ REMOTE_TYPES = (
     "WakeUp",
     "Navigation",
 )
-_CLOCK = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
-_ISO = re.compile(r"^PT(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?$")
-
-
-def parse_start(text: str) -> tuple[int, int] | None:
-    """(hours, minutes) from "HH:MM" or an ISO-8601 duration such as PT7H30M; None if unreadable.
-
-    Out-of-range values are returned as written, for the caller to report.
-    """
-    clock = _CLOCK.match(text)
-    if clock:
-        return int(clock.group(1)), int(clock.group(2))
-    iso = _ISO.match(text)
-    if iso and text != "PT" and not (iso.group(3) and int(iso.group(3))):
-        return int(iso.group(1) or 0), int(iso.group(2) or 0)
-    return None
-
-
-def start_in_range(hours: int, minutes: int) -> bool:
-    return 0 <= hours <= 23 and 0 <= minutes <= 59
-
-
-def canonical_start(text: str) -> str:
-    """`PT{h}H{m}M` for a valid start; the planner and state compare starts only in this form."""
-    parsed = parse_start(text)
-    if parsed is None or not start_in_range(*parsed):
-        raise ValueError(f"not a time of day: {text!r}")
-    return f"PT{parsed[0]}H{parsed[1]}M"
-
-
-def canonical_days(days: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """An ordered, duplicate-free tuple of day names from a shorthand or a list."""
-    if isinstance(days, str):
-        return DAY_SETS[days]
-    chosen = set(days)
-    return tuple(day for day in DAYS if day in chosen)
 
 
 def normalise_program(program: dict[str, Any], *, lenient: bool = False) -> dict[str, Any]:

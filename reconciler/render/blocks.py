@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.envsubst import SENSITIVE, SENSITIVE_CHANGED
 from reconciler.plan import GuardCheck
 from reconciler.words import days_text, hhmm, plural, program_text
 
 __all__ = ["Block", "build_blocks", "days_text", "hhmm", "notice_lines", "program_text", "value_text"]
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "status": "~", "retry": "!"}
-SENSITIVE_MARKERS = ("(sensitive)", "(sensitive, changed)")
+SENSITIVE_MARKERS = (SENSITIVE, SENSITIVE_CHANGED)
 
 
 @dataclass(slots=True)
@@ -87,7 +88,7 @@ def _callback_block(change: Mapping[str, Any]) -> Block:
                 block.lines.append(("+", f"{path} = {value_text(path, diff['after'])}"))
         else:
             before, after = value_text(path, diff["before"]), value_text(path, diff["after"])
-            if after == "(sensitive, changed)":
+            if after == SENSITIVE_CHANGED:
                 block.lines.append(("~", f"{path}: {after}"))
             else:
                 block.lines.append(("~", f"{path}: {before} -> {after}"))
