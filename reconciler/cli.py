@@ -23,17 +23,15 @@ import click
 
 from reconciler import __version__
 from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, StateError, exit_code_for
-from reconciler.plan import Plan
-from reconciler.project import (
-    apply_project,
-    import_project,
-    open_project,
-    plan_project,
-    read_plan,
-    refresh_project,
-    write_live_manifests,
-    write_plan,
+from reconciler.operations import (
+    adopt_fleet,
+    apply_changes,
+    dump_fleet,
+    open_workspace,
+    plan_changes,
+    refresh_fleet,
 )
+from reconciler.plan import Plan, read_plan_file, write_plan_file
 from reconciler.render.diagnostics import RENDERERS, render_error_json
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
@@ -49,7 +47,7 @@ from reconciler.words import plural
 
 
 @dataclass(slots=True)
-class Project:
+class Options:
     """What the top-level options chose, shared with every command."""
 
     config: Path
@@ -77,7 +75,7 @@ def cli(ctx: click.Context, config: str, chdir: str | None) -> None:
     """Manage Stellantis fleet callbacks and preconditioning programs as code."""
     if chdir:
         os.chdir(chdir)
-    ctx.obj = Project(Path(config))
+    ctx.obj = Options(Path(config))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -114,9 +112,9 @@ def json_errors(command: F) -> F:
 @click.option("--strict", is_flag=True, help="Treat warnings, unset ${env:...} variables among them, as errors.")
 @click.pass_obj
 @json_errors
-def validate(project: Project, fmt: str, strict: bool) -> int:
+def validate(opts: Options, fmt: str, strict: bool) -> int:
     """Check reconciler.yaml and the manifests offline: schema and domain rules, no credentials needed."""
-    report = validate_project(project.config, os.environ, strict=strict)
+    report = validate_project(opts.config, os.environ, strict=strict)
     RENDERERS[fmt](report, sys.stdout)
     return int(report.exit_code)
 
@@ -221,7 +219,7 @@ def _warn(diagnostics: Any) -> None:
 @click.pass_obj
 @json_errors
 def plan(
-    project: Project,
+    opts: Options,
     out: Path | None,
     fmt: str,
     detailed_exitcode: bool,
@@ -231,13 +229,13 @@ def plan(
     takeover: bool,
 ) -> int:
     """Compare the manifests with the recorded state and show the API calls apply would make."""
-    opened = open_project(project.config, os.environ)
-    result, _, _, warnings = plan_project(
+    opened = open_workspace(opts.config, os.environ)
+    result, _, _, warnings = plan_changes(
         opened, os.environ, targets=target, excludes=exclude, retry_failed=retry_failed, takeover=takeover
     )
     _warn(warnings)
     if out is not None:
-        write_plan(result, out)
+        write_plan_file(result, out)
     code = ExitCode.CHANGES if detailed_exitcode and result.has_changes else ExitCode.OK
     _render_plan(result.to_dict(), fmt, code)
     if out is not None:
@@ -263,7 +261,7 @@ def plan(
 @selection_options
 @click.pass_obj
 def apply(
-    project: Project,
+    opts: Options,
     plan_file: Path | None,
     auto_approve: bool,
     parallelism: int | None,
@@ -281,7 +279,7 @@ def apply(
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if not auto_approve and not interactive:
         raise click.UsageError("apply needs --auto-approve when it cannot ask (no terminal)")
-    opened = open_project(project.config, os.environ)
+    opened = open_workspace(opts.config, os.environ)
     stop = threading.Event()
 
     def show(plan: Plan) -> None:
@@ -296,7 +294,7 @@ def apply(
     # a live line rewrites itself with terminal controls: only where a terminal understands them
     progress = StreamProgress(sys.stderr, sys.stderr.isatty() and os.environ.get("TERM") != "dumb")
     with stop_on_signals(stop):
-        run = apply_project(
+        run = apply_changes(
             opened,
             os.environ,
             plan_file=plan_file,
@@ -357,15 +355,15 @@ def stop_on_signals(
 @click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
 @click.pass_obj
 @json_errors
-def show(project: Project, plan_file: Path | None, show_state: bool, fmt: str) -> int:
+def show(opts: Options, plan_file: Path | None, show_state: bool, fmt: str) -> int:
     """Render a saved plan file, or the recorded state with --state."""
     if show_state == (plan_file is not None):
         raise click.UsageError("give either a plan file or --state")
     if plan_file is not None:
-        saved = read_plan(plan_file)
+        saved = read_plan_file(plan_file)
         _render_plan(saved.to_dict(), fmt, ExitCode.OK)
         return 0
-    opened = open_project(project.config, os.environ)
+    opened = open_workspace(opts.config, os.environ)
     # outcomes the receiver recorded and journal entries are folded in memory, as plan and status see them
     state = opened.load_state(pending=True)
     lock = opened.backend.current_lock()
@@ -389,12 +387,12 @@ def show(project: Project, plan_file: Path | None, show_state: bool, fmt: str) -
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when drift was found, 0 when none.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
-def refresh(project: Project, detailed_exitcode: bool, fmt: str) -> int:
+def refresh(opts: Options, detailed_exitcode: bool, fmt: str) -> int:
     """Read back the live callbacks and vehicle programs, record them, and report drift by class."""
-    opened = open_project(project.config, os.environ)
+    opened = open_workspace(opts.config, os.environ)
     stop = threading.Event()
     with stop_on_signals(stop, "Stopping: finishing the reads in flight (again to abort)."):
-        found = refresh_project(opened, os.environ, stop=stop)
+        found = refresh_fleet(opened, os.environ, stop=stop)
     drift = found.drift
     code = ExitCode.CHANGES if detailed_exitcode and drift else ExitCode.OK
     if found.unread:
@@ -436,10 +434,10 @@ def import_(ctx: click.Context, folder: Path | None) -> int | None:
     if folder is not None:
         if ctx.invoked_subcommand is not None:
             raise click.UsageError("--write-manifests goes alone")
-        opened = open_project(ctx.obj.config, os.environ)
+        opened = open_workspace(ctx.obj.config, os.environ)
         stop = threading.Event()
         with stop_on_signals(stop, "Stopping (again to abort)."):
-            lines = write_live_manifests(opened, folder, stop=stop)
+            lines = dump_fleet(opened, folder, stop=stop)
         for line in lines:
             click.echo(line)
         return 0
@@ -448,11 +446,11 @@ def import_(ctx: click.Context, folder: Path | None) -> int | None:
     return None
 
 
-def _adopt(project: Project, what: str, **options: Any) -> int:
-    opened = open_project(project.config, os.environ)
+def _adopt(opts: Options, what: str, **kwargs: Any) -> int:
+    opened = open_workspace(opts.config, os.environ)
     stop = threading.Event()
     with stop_on_signals(stop, "Stopping (again to abort)."):
-        lines = import_project(opened, os.environ, what, stop=stop, **options)
+        lines = adopt_fleet(opened, os.environ, what, stop=stop, **kwargs)
     for line in lines:
         click.echo(line)
     click.echo(f"Imported {plural(len(lines), 'item')}; run plan to see what still differs.")
@@ -463,34 +461,34 @@ def _adopt(project: Project, what: str, **options: Any) -> int:
 @click.argument("name")
 @click.argument("callback_id")
 @click.pass_obj
-def import_callback(project: Project, name: str, callback_id: str) -> int:
+def import_callback(opts: Options, name: str, callback_id: str) -> int:
     """Record the callback with this id as the manifests' callback NAME."""
-    return _adopt(project, "callback", name=name, callback_id=callback_id)
+    return _adopt(opts, "callback", name=name, callback_id=callback_id)
 
 
 @import_.command("callbacks")
 @click.pass_obj
-def import_callbacks(project: Project) -> int:
+def import_callbacks(opts: Options) -> int:
     """Record every live callback whose label is a manifest callback's name."""
-    return _adopt(project, "callbacks")
+    return _adopt(opts, "callbacks")
 
 
 @import_.command("vehicles")
 @click.option("--vins", multiple=True, metavar="VIN", help="Only these vehicles (default: every managed one).")
 @click.pass_obj
-def import_vehicles(project: Project, vins: tuple[str, ...]) -> int:
+def import_vehicles(opts: Options, vins: tuple[str, ...]) -> int:
     """Record the programs vehicles hold now in the slots the manifests manage."""
-    return _adopt(project, "vehicles", vins=vins)
+    return _adopt(opts, "vehicles", vins=vins)
 
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
 @json_errors
-def status(project: Project, fmt: str) -> int:
+def status(opts: Options, fmt: str) -> int:
     """How far the fleet has converged: vehicles converged, in flight, failed (by cause), still to change."""
-    opened = open_project(project.config, os.environ)
-    result, desired, state, _ = plan_project(opened, os.environ)
+    opened = open_workspace(opts.config, os.environ)
+    result, desired, state, _ = plan_changes(opened, os.environ)
     report = fleet_status(desired, state, result, opened.backend.read_events())
     if fmt == "json":
         json.dump({"result": "ok", **report}, sys.stdout, indent=2, sort_keys=True)
@@ -517,7 +515,7 @@ def webhook() -> None:
     help="One line per request on stderr, as text or as one JSON object per line.",
 )
 @click.pass_obj
-def webhook_serve(project: Project, listen: str, tls_cert: str | None, tls_key: str | None, log_format: str) -> int:
+def webhook_serve(opts: Options, listen: str, tls_cert: str | None, tls_key: str | None, log_format: str) -> int:
     """Serve until stopped (Ctrl-C, SIGTERM); every notification is recorded durably before it is acknowledged."""
     from reconciler.webhook.serve import serve as serve_webhook
 
@@ -527,7 +525,7 @@ def webhook_serve(project: Project, listen: str, tls_cert: str | None, tls_key: 
         raise click.BadParameter(str(error), param_hint="--listen") from None
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    opened = open_project(project.config, os.environ)
+    opened = open_workspace(opts.config, os.environ)
     serve_webhook(opened, os.environ, host, port, sys.stdout, tls_cert, tls_key, log_format=log_format)
     return 0
 
@@ -539,9 +537,9 @@ def state() -> None:
 
 @state.command("list")
 @click.pass_obj
-def state_list(project: Project) -> int:
+def state_list(opts: Options) -> int:
     """Every address the state records."""
-    recorded = open_project(project.config, os.environ).load_state()
+    recorded = open_workspace(opts.config, os.environ).load_state()
     for address in addresses(recorded) if recorded else ():
         click.echo(address)
     return 0
@@ -550,9 +548,9 @@ def state_list(project: Project) -> int:
 @state.command("show")
 @click.argument("address")
 @click.pass_obj
-def state_show(project: Project, address: str) -> int:
+def state_show(opts: Options, address: str) -> int:
     """What the state records about one address."""
-    recorded = open_project(project.config, os.environ).load_state()
+    recorded = open_workspace(opts.config, os.environ).load_state()
     if recorded is None:
         raise StateError("there is no recorded state yet")
     json.dump(describe(recorded, address), sys.stdout, indent=2, sort_keys=True)
@@ -563,9 +561,9 @@ def state_show(project: Project, address: str) -> int:
 @state.command("rm")
 @click.argument("address", nargs=-1, required=True)
 @click.pass_obj
-def state_rm(project: Project, address: tuple[str, ...]) -> int:
+def state_rm(opts: Options, address: tuple[str, ...]) -> int:
     """Forget addresses without calling the API (the next plan creates them again if still desired)."""
-    opened = open_project(project.config, os.environ)
+    opened = open_workspace(opts.config, os.environ)
     with terminate_as_interrupt(), Lease(opened.backend, "state rm") as lease:
         recorded = opened.load_state()
         if recorded is None:
@@ -580,9 +578,9 @@ def state_rm(project: Project, address: tuple[str, ...]) -> int:
 @state.command("unlock")
 @click.argument("lock_id")
 @click.pass_obj
-def state_unlock(project: Project, lock_id: str) -> int:
+def state_unlock(opts: Options, lock_id: str) -> int:
     """Remove a lock left by a run that is gone. Make sure it is gone: two writers corrupt nothing, but race."""
-    opened = open_project(project.config, os.environ)
+    opened = open_workspace(opts.config, os.environ)
     holder = opened.backend.force_unlock(lock_id)
     click.echo(f"Removed the lock {holder.describe()}.")
     return 0

@@ -1,4 +1,4 @@
-"""The Plan: immutable, sorted, typed changes grouped into the API calls that will carry them.
+"""The Plan: immutable, sorted, typed changes grouped into the API calls that will carry them; plan files.
 
 Its canonical dict (`to_dict`) is what renderers read and what a plan file holds; the sha256 of that dict's
 canonical JSON identifies the plan. Nothing in a Plan is secret: sensitive values are masked before they get
@@ -14,9 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from reconciler.api import wire
+from reconciler.atomic import write_atomic
 from reconciler.errors import GuardError, PlanError
 from reconciler.model import Program
 from reconciler.words import plural
@@ -333,6 +335,22 @@ class Plan:
         except (KeyError, TypeError, ValueError) as error:
             raise PlanError(f"{origin} is not a valid plan: {type(error).__name__}: {error}") from error
         return plan
+
+
+def write_plan_file(plan: Plan, path: Path) -> None:
+    """Save a plan file atomically and durably: a reader sees the old file or the whole new one."""
+    write_atomic(path, (canonical_json(plan.to_dict()) + "\n").encode())
+
+
+def read_plan_file(path: Path) -> Plan:
+    """A plan saved by `write_plan_file`; PlanError when there is none, or it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(f"{path}: no such plan file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise PlanError(f"{path} is not a reconciler plan file ({str(error)[:200]})") from error
+    return Plan.from_dict(data, str(path))
 
 
 def canonical_json(data: Any) -> str:

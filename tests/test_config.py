@@ -281,18 +281,18 @@ def test_parse_duration(value: int | str, seconds: float) -> None:
 
 
 def test_api_settings_for_apply_resolve_certificates_beside_the_config(write: WriteFiles, tmp_path: Path) -> None:
-    from reconciler.project import api_config, open_project
+    from reconciler.operations import api_config, open_workspace
 
     mtls = "  client_cert: certs/client.pem\n  client_key: certs/client.key\n  ca_bundle: /etc/ssl/stellantis.pem\n"
     write({"reconciler.yaml": FULL.replace("  client_cert: certs/client.pem\n", mtls)})
     env = {"PSA_CLIENT_ID": "app", "PSA_USERNAME": "mzp", "PSA_PASSWORD": "s3cret"}
-    config = api_config(open_project(tmp_path / "reconciler.yaml", env), parallelism=3)
+    config = api_config(open_workspace(tmp_path / "reconciler.yaml", env), parallelism=3)
     assert config.client_cert == str(tmp_path / "certs/client.pem")
     assert config.client_key == str(tmp_path / "certs/client.key")
     assert config.ca_bundle == "/etc/ssl/stellantis.pem"
     assert (config.client_id, config.username, config.password, config.parallelism) == ("app", "mzp", "s3cret", 3)
     with pytest.raises(ConfigError, match=r"api\.password: environment variable PSA_PASSWORD not set"):
-        api_config(open_project(tmp_path / "reconciler.yaml", {"PSA_CLIENT_ID": "app", "PSA_USERNAME": "mzp"}))
+        api_config(open_workspace(tmp_path / "reconciler.yaml", {"PSA_CLIENT_ID": "app", "PSA_USERNAME": "mzp"}))
 
 
 def test_a_settings_file_that_is_not_a_regular_file_is_named_so(tmp_path: Path) -> None:

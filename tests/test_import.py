@@ -73,7 +73,8 @@ def test_written_manifests_reference_query_credentials_and_quote_start_times(tmp
     import httpx
 
     from reconciler.api.client import ApiConfig, FleetClient
-    from reconciler.dump import write_manifests
+    from reconciler.live import held_programs
+    from reconciler.manifests.dump import write_manifests
 
     live = {
         "id": "cb-1",
@@ -105,7 +106,7 @@ def test_written_manifests_reference_query_credentials_and_quote_start_times(tmp
 
     config = ApiConfig("https://api.example/v3", "c", "u", "p", rate_limit=1000)
     with FleetClient(config, "f", transport=httpx.MockTransport(api)) as client:
-        lines = write_manifests(client, tmp_path)
+        lines = write_manifests(client.callbacks(), held_programs(client, client.vehicles()), tmp_path)
     callbacks = (tmp_path / "callbacks.yaml").read_text()
     assert "query-secret-canary" not in callbacks and "header-secret-canary" not in callbacks
     import yaml

@@ -18,9 +18,9 @@ from reconciler.api.client import ApiConfig, FleetClient
 from reconciler.apply import Applier, recover
 from reconciler.callbacks import callback_spec, fingerprint
 from reconciler.errors import LockLostError
+from reconciler.operations import apply_changes, open_workspace
 from reconciler.plan import Action
 from reconciler.planner import PlanOptions, make_plan
-from reconciler.project import apply_project, open_project
 from reconciler.state.backend import LockInfo
 from reconciler.state.file import FileBackend
 from reconciler.state.lock import Lease
@@ -219,11 +219,11 @@ def test_a_writer_whose_lock_was_taken_over_stops_and_saves_nothing(
 ) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0, latency_ms=40) as box:
         env = {**environment(box), "RECONCILER_API_PARALLELISM": "1"}
-        project = open_project(repo / "reconciler.yaml", env)
+        project = open_workspace(repo / "reconciler.yaml", env)
         backend = project.backend
         assert isinstance(backend, FileBackend)
         monkeypatch.setattr(
-            "reconciler.project.Lease",
+            "reconciler.operations.Lease",
             lambda backend, command, stop=None: Lease(backend, command, timedelta(seconds=0.6), stop=stop),
         )
         taken: dict[str, Any] = {}
@@ -236,7 +236,7 @@ def test_a_writer_whose_lock_was_taken_over_stops_and_saves_nothing(
 
         threading.Thread(target=take_over, daemon=True).start()
         with pytest.raises(LockLostError) as raised:
-            apply_project(project, env, allow=("max_changed_vehicles",))
+            apply_changes(project, env, allow=("max_changed_vehicles",))
         assert raised.value.exit_code == 5
         after = backend.path.read_bytes() if backend.path.exists() else None
         assert after == taken["state"]  # not one save after the takeover

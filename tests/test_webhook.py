@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.project import open_project
+from reconciler.operations import open_workspace
 from reconciler.state.events import fold_events
 from reconciler.state.file import FileBackend
 from reconciler.state.record import record_callback
@@ -41,7 +41,7 @@ def receiving(
     """A sandbox, and a receiver for the repo's state, with the callbacks' targets pointing at the receiver."""
     with sandbox(vehicles=40, asleep_rate=0.0, **options) as box:
         env = {**SECRETS, **environment(box), **(extra_env or {})}
-        with serve_app(create_app(receiver(open_project(repo / "reconciler.yaml", env), env))) as root:
+        with serve_app(create_app(receiver(open_workspace(repo / "reconciler.yaml", env), env))) as root:
             callbacks = repo / "manifests" / "callbacks.yaml"
             callbacks.write_text(callbacks.read_text().replace("http://127.0.0.1:8081", root))
             yield repo, box, root, FileBackend(repo / ".reconciler" / "state.json")
@@ -213,7 +213,7 @@ def test_a_receiver_down_for_a_while_loses_no_event(repo: Path) -> None:
         assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0  # nobody listens yet
         box.wait(lambda: any(d["error"] for d in box.inspect("deliveries")["deliveries"]))
         backend = FileBackend(repo / ".reconciler" / "state.json")
-        with serve_app(create_app(receiver(open_project(repo / "reconciler.yaml", env), env)), port=port):
+        with serve_app(create_app(receiver(open_workspace(repo / "reconciler.yaml", env), env)), port=port):
             wait_for(lambda: len(done_events(backend)) == 30)
         deliveries = box.inspect("deliveries")["deliveries"]
         refused = [d for d in deliveries if d["error"]]

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from reconciler.errors import ReconcilerError
-from reconciler.project import open_project
+from reconciler.operations import open_workspace
 from reconciler.state.file import FileBackend
 from reconciler.state.model import State
 from reconciler.state.record import record_callback
@@ -281,7 +281,7 @@ def test_the_receiver_says_which_callbacks_it_accepts_without_credentials(
     repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     recorded_project(repo)
-    made = receiver(open_project(repo / "reconciler.yaml", SECRETS), SECRETS)
+    made = receiver(open_workspace(repo / "reconciler.yaml", SECRETS), SECRETS)
     assert made.credentials.by_id["cb-open"] == ("open-door", [])
     assert (
         "callback open-door has no Header or Query attribute: accepting unauthenticated notifications for it"
@@ -317,7 +317,7 @@ def test_a_reload_sees_every_change_to_the_manifests_state_and_journal(repo: Pat
     """Reloads keep what they read while its files are unchanged: each kind of change must still be seen."""
     recorded_project(repo, with_open=False)
     env = {**SECRETS, "ROTATED_AUTH": "Basic rotated-canary-6"}
-    project = open_project(repo / "reconciler.yaml", env)
+    project = open_workspace(repo / "reconciler.yaml", env)
     assert credentials(project, env).by_id == {"cb-logs": ("fleet-ops", [("Header", "Authorization", AUTH)])}
     callbacks = repo / "manifests" / "callbacks.yaml"
     callbacks.write_text(callbacks.read_text().replace("${env:WEBHOOK_AUTH}", "${env:ROTATED_AUTH}"))

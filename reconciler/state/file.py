@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.atomic import sync_directory, temporary, write_atomic, write_synced
 from reconciler.clock import isotime
 from reconciler.errors import LockedError, LockLostError, StateError
 from reconciler.state.backend import LockInfo
@@ -90,16 +91,16 @@ class FileBackend:
         state.serial = current.serial + 1 if current is not None else 1
         payload = json.dumps(state.to_dict(), separators=(",", ":")).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        temp = temporary(self.path)
         try:
-            _write_synced(temp, payload)
+            write_synced(temp, payload)
             if current is not None and self.path.exists():
                 # keep the previous version; state.json itself is never absent
-                staged = self.backup.with_name(f".{self.backup.name}.{uuid.uuid4().hex}.tmp")
+                staged = temporary(self.backup)
                 os.link(self.path, staged)
                 os.replace(staged, self.backup)
             os.replace(temp, self.path)
-            _sync_directory(self.path.parent)
+            sync_directory(self.path.parent)
             self._written = (_signature(self.path), state.lineage, state.serial)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -142,8 +143,8 @@ class FileBackend:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(10):
             # written whole to a temporary file, then linked into place: a lock file is never seen half-written
-            temp = self.lock_path.with_name(f".{self.lock_path.name}.{uuid.uuid4().hex}.tmp")
-            _write_synced(temp, info.to_json().encode())
+            temp = temporary(self.lock_path)
+            write_synced(temp, info.to_json().encode())
             try:
                 os.link(temp, self.lock_path)
             except FileExistsError:
@@ -159,7 +160,7 @@ class FileBackend:
                 continue
             finally:
                 temp.unlink(missing_ok=True)
-            _sync_directory(self.lock_path.parent)
+            sync_directory(self.lock_path.parent)
             self._clean_leftovers()
             return
         raise LockedError(f"state {self.path}: could not take the lock (other writers keep taking it)")
@@ -194,9 +195,7 @@ class FileBackend:
         holder = self._read_lock()
         if holder is None or holder.id != info.id:
             raise LockLostError(f"lost the lock on {self.path}: it was released or taken over")
-        temp = self.lock_path.with_name(f".{self.lock_path.name}.{uuid.uuid4().hex}.tmp")
-        _write_synced(temp, info.to_json().encode())
-        os.replace(temp, self.lock_path)
+        write_atomic(self.lock_path, info.to_json().encode())
 
     def release_lock(self, lock_id: str) -> None:
         holder = self._read_lock()
@@ -263,21 +262,6 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (status.st_ino, status.st_mtime_ns, status.st_size)
-
-
-def _write_synced(path: Path, payload: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _sync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _append_lines(path: Path, entries: Sequence[dict[str, Any]]) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from reconciler.errors import ReconcilerError
 from reconciler.manifests import load_desired
 from reconciler.manifests.documents import API_VARIABLES
-from reconciler.project import Project, open_project
+from reconciler.operations import Workspace, open_workspace
 from reconciler.state.file import FileBackend
 from reconciler.state.journal import fold
 from reconciler.state.model import CallbackRecord, State
@@ -37,15 +37,15 @@ class SavedCallbacks:
     def __init__(self) -> None:
         self.kept: dict[str, tuple[Hashable, dict[str, CallbackRecord]]] = {}
 
-    def read(self, project: Project) -> dict[str, CallbackRecord]:
-        backend = project.backend
+    def read(self, workspace: Workspace) -> dict[str, CallbackRecord]:
+        backend = workspace.backend
         path = str(backend.path) if isinstance(backend, FileBackend) else None
         signature = _file_signature(backend.path) if isinstance(backend, FileBackend) else None
         kept = self.kept.get(path) if path is not None else None
         if kept is not None and signature is not None and kept[0] == signature:
             callbacks = kept[1]
         else:
-            state = project.load_state()  # refuses another fleet's state
+            state = workspace.load_state()  # refuses another fleet's state
             callbacks = dict(state.callbacks) if state else {}
             if path is not None:
                 self.kept = {path: (signature, callbacks)}  # taken before reading: a newer file is read again
@@ -55,16 +55,16 @@ class SavedCallbacks:
 SAVED = SavedCallbacks()
 
 
-def known_callbacks(project: Project) -> dict[str, str]:
+def known_callbacks(workspace: Workspace) -> dict[str, str]:
     """Callback name -> id, as the saved state and the journal of a running apply hold them.
 
     The journal matters: during the very first apply there is no state file yet, and the callback that apply
     created is already posting notifications. Only the callback entries are folded (a large apply journals a
     remote per vehicle, which the receiver does not need).
     """
-    state = State.new(project.fleet)
-    state.callbacks = SAVED.read(project)
-    entries = [e for e in project.backend.read_journal() if isinstance(e, dict)]
+    state = State.new(workspace.fleet)
+    state.callbacks = SAVED.read(workspace)
+    entries = [e for e in workspace.backend.read_journal() if isinstance(e, dict)]
     wanted = {e.get("id") for e in entries if e.get("kind") == "intent" and e.get("op") in CALLBACK_OPS}
     fold(state, [e for e in entries if e.get("id") in wanted])
     return {name: record.id for name, record in state.callbacks.items()}
@@ -89,8 +89,8 @@ class DesiredCredentials:
     def __init__(self) -> None:
         self.kept: tuple[Hashable, dict[str, Expected]] | None = None
 
-    def read(self, project: Project, environ: Mapping[str, str]) -> dict[str, Expected]:
-        paths = project.settings.manifests
+    def read(self, workspace: Workspace, environ: Mapping[str, str]) -> dict[str, Expected]:
+        paths = workspace.settings.manifests
         signature = (paths, manifests_signature(paths), tuple(sorted(environ.items())))
         if self.kept is not None and self.kept[0] == signature:
             return self.kept[1]
@@ -111,11 +111,11 @@ class DesiredCredentials:
 DESIRED = DesiredCredentials()
 
 
-def credentials(project: Project, environ: Mapping[str, str]) -> Credentials:
+def credentials(workspace: Workspace, environ: Mapping[str, str]) -> Credentials:
     """What each recorded callback's notifications must carry: its Header and Query attributes' values."""
-    expected = DESIRED.read(project, environ)
+    expected = DESIRED.read(workspace, environ)
     found = Credentials()
-    for name, callback_id in known_callbacks(project).items():
+    for name, callback_id in known_callbacks(workspace).items():
         if name in expected:
             found.by_id[callback_id] = (name, expected[name])
     return found
@@ -129,10 +129,10 @@ def _file_signature(path: Path) -> tuple[int, int, int] | None:
     return (status.st_ino, status.st_mtime_ns, status.st_size)
 
 
-def state_signature(project: Project) -> Hashable:
+def state_signature(workspace: Workspace) -> Hashable:
     """What tells that the recorded callbacks may have changed: the state and journal files' signatures (None
     for a backend whose files cannot be watched, whose credentials are then reloaded at every opportunity)."""
-    backend = project.backend
+    backend = workspace.backend
     if isinstance(backend, FileBackend):
         return (_file_signature(backend.path), _file_signature(backend.journal_path))
     return None
@@ -142,7 +142,7 @@ def load_in_child(config: str, environ: dict[str, str]) -> Credentials | str:
     """What the loader process runs: the credentials, or why they could not be loaded (as text: an exception
     carrying diagnostics does not survive the way back)."""
     try:
-        return credentials(open_project(Path(config), environ), environ)
+        return credentials(open_workspace(Path(config), environ), environ)
     except Exception as error:
         return "; ".join(str(error).splitlines()) or type(error).__name__
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 import uvicorn
 
 from reconciler.errors import ReconcilerError
-from reconciler.project import Project
+from reconciler.operations import Workspace
 from reconciler.sandbox.listen import listen_socket, shown_address
 from reconciler.webhook.app import Credentials, Receiver, announce_unauthenticated, create_app
 from reconciler.webhook.credentials import ChildLoader, credentials, state_signature
@@ -22,25 +22,25 @@ from reconciler.webhook.log import log, logging_to
 
 
 def receiver(
-    project: Project,
+    workspace: Workspace,
     environ: Mapping[str, str],
     reload: Callable[[], Credentials] | None = None,
     **options: Any,
 ) -> Receiver:
-    """A receiver for the project's callbacks, loaded now; `reload` loads them again (by default in this
+    """A receiver for the workspace's callbacks, loaded now; `reload` loads them again (by default in this
     process, as loading them now does)."""
 
     def load() -> Credentials:
-        return credentials(project, environ)
+        return credentials(workspace, environ)
 
     def signature() -> Hashable:
-        return state_signature(project)
+        return state_signature(workspace)
 
     loaded_signature = signature()
     loaded = load()
     announce_unauthenticated(loaded)
     return Receiver(
-        project.backend,
+        workspace.backend,
         reload or load,
         credentials=loaded,
         signature=signature,
@@ -70,7 +70,7 @@ def stopped_by_signals(server: uvicorn.Server) -> Iterator[None]:
 
 
 def serve(
-    project: Project,
+    workspace: Workspace,
     environ: Mapping[str, str],
     host: str,
     port: int,
@@ -82,9 +82,9 @@ def serve(
 ) -> None:
     """Serve until stopped (Ctrl-C or SIGTERM). The address and state go to `out`, the log to `log_stream`
     (stderr by default)."""
-    loader = ChildLoader(project.settings.file.resolve(), environ)
+    loader = ChildLoader(workspace.settings.file.resolve(), environ)
     with logging_to(log_stream or sys.stderr, log_format) as lines, contextlib.closing(loader):
-        made = receiver(project, environ, reload=loader)  # the first load here: its errors are the command's
+        made = receiver(workspace, environ, reload=loader)  # the first load here: its errors are the command's
         config = uvicorn.Config(
             create_app(made),
             log_level="warning",
@@ -108,7 +108,7 @@ def serve(
             address = shown_address(host, sock.getsockname()[1])
             out.write(
                 f"Receiving notifications on {scheme}://{address}/ (health: /healthz); "
-                f"recording into {project.backend.name}\n"
+                f"recording into {workspace.backend.name}\n"
             )
             out.flush()
             try:

@@ -1,4 +1,4 @@
-"""`reconciler import --write-manifests DIR`: manifests that describe the live fleet, like octodns-dump.
+"""Manifests written from what the live fleet holds (`import --write-manifests DIR`), like octodns-dump.
 
 Callbacks become Callback documents (header and query values, which carry credentials, are never written: each
 becomes a `${env:...}` reference to set); vehicles holding the same programs become one VehicleGroup and one
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from reconciler.api import wire
-from reconciler.api.client import FleetClient
+from reconciler.atomic import write_atomic
 from reconciler.manifests.files import display_name
+from reconciler.model import Program
 from reconciler.words import days_text, hhmm
 
 HEADER = "# Written by reconciler import --write-manifests from the live fleet; review before committing.\n"
@@ -39,13 +41,16 @@ def _name(text: str, fallback: str) -> str:
     return cleaned or fallback
 
 
-def write_manifests(client: FleetClient, folder: Path) -> list[str]:
-    """Write callbacks.yaml and fleet.yaml into `folder`; the lines to show (files, variables to set)."""
+def write_manifests(
+    live_callbacks: list[dict[str, Any]], held: Mapping[str, Mapping[int, Program]], folder: Path
+) -> list[str]:
+    """Write callbacks.yaml and fleet.yaml into `folder` from the live callbacks (as the API lists them) and the
+    programs each vehicle holds (VIN -> slot -> program); the lines to show (files, variables to set)."""
     folder.mkdir(parents=True, exist_ok=True)
     callbacks: list[dict[str, Any]] = []
     variables: list[tuple[str, str]] = []
     names: dict[str, str] = {}
-    for index, live in enumerate(client.callbacks()):
+    for index, live in enumerate(live_callbacks):
         subscription = wire.subscribe(live)
         name = _name(wire.label(live) or "", f"callback-{index + 1}")
         names[str(wire.callback_id(live))] = name
@@ -71,8 +76,8 @@ def write_manifests(client: FleetClient, folder: Path) -> list[str]:
             document["status"] = "Paused"
         callbacks.append(document)
     by_programs: dict[tuple[Any, ...], list[str]] = defaultdict(list)
-    for vin, vehicle in sorted(client.vehicles().items()):
-        programs = tuple(program for _, program in sorted(wire.programs(client.vehicle_status(vehicle)).items()))
+    for vin, slots in sorted(held.items()):
+        programs = tuple(program for _, program in sorted(slots.items()))
         if programs:
             by_programs[programs].append(vin)
     fleet_docs: list[dict[str, Any]] = []
@@ -103,7 +108,8 @@ def write_manifests(client: FleetClient, folder: Path) -> list[str]:
     for file, documents in (("callbacks.yaml", callbacks), ("fleet.yaml", fleet_docs)):
         if documents:
             path = folder / file
-            path.write_text(HEADER + yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, default_flow_style=None))
+            text = HEADER + yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, default_flow_style=None)
+            write_atomic(path, text.encode())
             written.append(f"wrote {display_name(path)} ({len(documents)} documents)")
     for variable, what in variables:
         written.append(f"set {variable} to the {what}'s value before plan or apply")

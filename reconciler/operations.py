@@ -1,11 +1,10 @@
-"""What commands share: settings, desired model and recorded state loaded together, and plan files."""
+"""The operations commands run (plan, apply, refresh, import, dump) on a workspace: a config repo's settings,
+fleet and state backend opened together. The layer between the command line and the core, like octoDNS's
+Manager: it loads, locks, calls the core and the API client, and saves; it prints nothing."""
 
 from __future__ import annotations
 
-import json
-import os
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -16,10 +15,10 @@ from reconciler.clock import isotime, utcnow
 from reconciler.config import Settings, load_settings
 from reconciler.diagnostics import Diagnostic
 from reconciler.envsubst import EnvValue
-from reconciler.errors import ApiUnavailableError, ConfigError, ExitCode, PlanError, ReconcilerError, StateError
+from reconciler.errors import ApiUnavailableError, ConfigError, ExitCode, ReconcilerError, StateError
 from reconciler.manifests import load_desired
 from reconciler.model import Desired
-from reconciler.plan import Plan, canonical_json
+from reconciler.plan import Plan, read_plan_file
 from reconciler.planner import PlanOptions, Selector, make_plan
 from reconciler.state.backend import StateBackend
 from reconciler.state.events import fold_events, set_aside
@@ -34,11 +33,11 @@ if TYPE_CHECKING:  # the API client and httpx load only for the commands that ca
 
     from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
     from reconciler.apply import ApplyReport, Progress
-    from reconciler.refresh import Refreshed
+    from reconciler.live import Refreshed
 
 
 @dataclass(frozen=True, slots=True)
-class Project:
+class Workspace:
     settings: Settings
     fleet: str
     backend: StateBackend
@@ -92,14 +91,14 @@ class Project:
         return state
 
 
-def open_project(config: Path, environ: Mapping[str, str]) -> Project:
+def open_workspace(config: Path, environ: Mapping[str, str]) -> Workspace:
     settings = load_settings(config, environ)
     fleet = settings.require(settings.fleet, "fleet")
-    return Project(settings, fleet, open_backend(settings), settings.diagnostics)
+    return Workspace(settings, fleet, open_backend(settings), settings.diagnostics)
 
 
-def plan_project(
-    project: Project,
+def plan_changes(
+    workspace: Workspace,
     environ: Mapping[str, str],
     *,
     targets: tuple[str, ...] = (),
@@ -109,39 +108,21 @@ def plan_project(
     now: datetime | None = None,
 ) -> tuple[Plan, Desired, State | None, tuple[Diagnostic, ...]]:
     """Validate the manifests (secrets needed: they are fingerprinted), load the state, and plan."""
-    desired, warnings = load_desired(project.settings.manifests, environ, strict=True)
-    state = project.load_state(pending=True)
-    options = project.plan_options(targets, excludes, retry_failed=retry_failed, takeover=takeover, now=now)
-    plan = make_plan(desired, state, project.fleet, options)
+    desired, warnings = load_desired(workspace.settings.manifests, environ, strict=True)
+    state = workspace.load_state(pending=True)
+    options = workspace.plan_options(targets, excludes, retry_failed=retry_failed, takeover=takeover, now=now)
+    plan = make_plan(desired, state, workspace.fleet, options)
     # unset API credentials matter to apply, not to a plan (which a pull request from a fork may run)
-    relevant = tuple(d for d in project.warnings if d.rule != "env-missing")
+    relevant = tuple(d for d in workspace.warnings if d.rule != "env-missing")
     return plan, desired, state, (*relevant, *warnings)
 
 
-def write_plan(plan: Plan, path: Path) -> None:
-    """Save a plan file atomically: a reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temp.write_text(canonical_json(plan.to_dict()) + "\n", encoding="utf-8")
-    os.replace(temp, path)
-
-
-def read_plan(path: Path) -> Plan:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"{path}: no such plan file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PlanError(f"{path} is not a reconciler plan file ({error})") from error
-    return Plan.from_dict(data, str(path))
-
-
-def api_config(project: Project, parallelism: int | None = None) -> ApiConfig:
+def api_config(workspace: Workspace, parallelism: int | None = None) -> ApiConfig:
     """The API settings the commands that call the API need; one ConfigError naming every missing one (and
     the variables they name) at once."""
     from reconciler.api.client import ApiConfig
 
-    settings = project.settings
+    settings = workspace.settings
     api = settings.api
     missing: list[Diagnostic] = []
 
@@ -197,7 +178,9 @@ class ApplyRun:
         return ExitCode.OK
 
 
-def writer_state(project: Project, client: FleetClient, lease: Lease, *, save_events: bool = True) -> tuple[State, int]:
+def writer_state(
+    workspace: Workspace, client: FleetClient, lease: Lease, *, save_events: bool = True
+) -> tuple[State, int]:
     """The state as a writer (holding the lock) starts from: what an earlier run journalled and what the
     receiver recorded are folded in and saved first. Also how many journal entries were folded.
 
@@ -206,25 +189,25 @@ def writer_state(project: Project, client: FleetClient, lease: Lease, *, save_ev
     """
     from reconciler.apply import recover
 
-    state = project.load_state() or State.new(project.fleet)
-    recovered = recover(state, project.backend, client)
-    events = project.backend.read_events()
+    state = workspace.load_state() or State.new(workspace.fleet)
+    recovered = recover(state, workspace.backend, client)
+    events = workspace.backend.read_events()
     changed, _ = fold_events(state, events)
     if recovered or (changed and save_events):
-        state.serial = project.backend.save(state, state.serial or None, lock=lease.id)
-        project.backend.clear_journal()
+        state.serial = workspace.backend.save(state, state.serial or None, lock=lease.id)
+        workspace.backend.clear_journal()
     if save_events:
         # what folding ignored (unknown remote actions, other callbacks, malformed) is kept, flagged with why,
         # for `status` to show; the rest is in the saved state now
         kept = set_aside(state, events)
         if len(kept) < len(events):
-            project.backend.append_events(kept)  # before the clear: a crash in between duplicates, never loses
-            project.backend.clear_events(len(events))
+            workspace.backend.append_events(kept)  # before the clear: a crash in between duplicates, never loses
+            workspace.backend.clear_events(len(events))
     return state, recovered
 
 
-def refresh_project(
-    project: Project,
+def refresh_fleet(
+    workspace: Workspace,
     environ: Mapping[str, str],
     transport: httpx.BaseTransport | None = None,
     stop: threading.Event | None = None,
@@ -232,27 +215,27 @@ def refresh_project(
     """Read back the live API, record what changed, and return the drift found and what could not be read.
     Nothing is written when nothing changed (saved plans stay valid)."""
     from reconciler.api.client import FleetClient
-    from reconciler.refresh import Refreshed, refresh
+    from reconciler.live import Refreshed, refresh
 
-    config = api_config(project)
-    desired, _ = load_desired(project.settings.manifests, environ, strict=True)
+    config = api_config(workspace)
+    desired, _ = load_desired(workspace.settings.manifests, environ, strict=True)
     stop = stop or threading.Event()
     with (
-        FleetClient(config, project.fleet, transport=transport, stop=stop) as client,
-        Lease(project.backend, "refresh", stop=stop) as lease,
+        FleetClient(config, workspace.fleet, transport=transport, stop=stop) as client,
+        Lease(workspace.backend, "refresh", stop=stop) as lease,
     ):
-        state, _ = writer_state(project, client, lease, save_events=False)
+        state, _ = writer_state(workspace, client, lease, save_events=False)
         if not state.serial:
             return Refreshed()  # nothing recorded yet: nothing can have drifted
         found = refresh(state, desired, client, config.parallelism)
         lease.check()
         if found.changed:
-            state.serial = project.backend.save(state, state.serial, lock=lease.id)
+            state.serial = workspace.backend.save(state, state.serial, lock=lease.id)
     return found
 
 
-def import_project(
-    project: Project,
+def adopt_fleet(
+    workspace: Workspace,
     environ: Mapping[str, str],
     what: str,
     *,
@@ -263,18 +246,18 @@ def import_project(
     stop: threading.Event | None = None,
 ) -> list[str]:
     """Adopt what already exists (`what`: callback, callbacks or vehicles); lines saying what was recorded."""
-    from reconciler.adopt import adopt_callback, adopt_callbacks, adopt_vehicles
     from reconciler.api.client import FleetClient
+    from reconciler.live import adopt_callback, adopt_callbacks, adopt_vehicles
 
-    config = api_config(project)
-    desired, _ = load_desired(project.settings.manifests, environ, strict=True)
-    key = project.fingerprint_key
+    config = api_config(workspace)
+    desired, _ = load_desired(workspace.settings.manifests, environ, strict=True)
+    key = workspace.fingerprint_key
     stop = stop or threading.Event()
     with (
-        FleetClient(config, project.fleet, transport=transport, stop=stop) as client,
-        Lease(project.backend, f"import {what}", stop=stop) as lease,
+        FleetClient(config, workspace.fleet, transport=transport, stop=stop) as client,
+        Lease(workspace.backend, f"import {what}", stop=stop) as lease,
     ):
-        state, _ = writer_state(project, client, lease)
+        state, _ = writer_state(workspace, client, lease)
         loaded = state.serial or None
         if what == "callback":
             assert name is not None and callback_id is not None
@@ -287,26 +270,27 @@ def import_project(
             counts = adopt_vehicles(state, desired, client, vins)
             lines = [f"vehicle.{vin}: {plural(count, 'slot')} recorded" for vin, count in counts.items()]
         lease.check()
-        state.serial = project.backend.save(state, loaded, lock=lease.id)
+        state.serial = workspace.backend.save(state, loaded, lock=lease.id)
     return lines
 
 
-def write_live_manifests(
-    project: Project,
+def dump_fleet(
+    workspace: Workspace,
     folder: Path,
     transport: httpx.BaseTransport | None = None,
     stop: threading.Event | None = None,
 ) -> list[str]:
     """Manifests describing the live fleet (reads the API only; needs neither manifests nor state)."""
     from reconciler.api.client import FleetClient
-    from reconciler.dump import write_manifests
+    from reconciler.live import held_programs
+    from reconciler.manifests.dump import write_manifests
 
-    with FleetClient(api_config(project), project.fleet, transport=transport, stop=stop) as client:
-        return write_manifests(client, folder)
+    with FleetClient(api_config(workspace), workspace.fleet, transport=transport, stop=stop) as client:
+        return write_manifests(client.callbacks(), held_programs(client, client.vehicles()), folder)
 
 
-def apply_project(
-    project: Project,
+def apply_changes(
+    workspace: Workspace,
     environ: Mapping[str, str],
     *,
     plan_file: Path | None = None,
@@ -328,17 +312,17 @@ def apply_project(
     from reconciler.api.client import FleetClient, RetryPolicy
     from reconciler.apply import Applier, changes_left, stale_reason
 
-    config = api_config(project, parallelism)
-    desired, _ = load_desired(project.settings.manifests, environ, strict=True)
-    options = project.plan_options(targets, excludes, retry_failed=retry_failed, takeover=takeover)
+    config = api_config(workspace, parallelism)
+    desired, _ = load_desired(workspace.settings.manifests, environ, strict=True)
+    options = workspace.plan_options(targets, excludes, retry_failed=retry_failed, takeover=takeover)
     stop = stop or threading.Event()
     with (
-        FleetClient(config, project.fleet, transport=transport, retry=retry or RetryPolicy(), stop=stop) as client,
-        Lease(project.backend, "apply", stop=stop) as lease,
+        FleetClient(config, workspace.fleet, transport=transport, retry=retry or RetryPolicy(), stop=stop) as client,
+        Lease(workspace.backend, "apply", stop=stop) as lease,
     ):
-        state, recovered = writer_state(project, client, lease)
+        state, recovered = writer_state(workspace, client, lease)
         if plan_file is not None:
-            plan = read_plan(plan_file)
+            plan = read_plan_file(plan_file)
             reason = stale_reason(plan, state, desired)
             if reason:
                 raise StateError(f"the saved plan {plan_file} is stale: {reason}. Make a new plan; nothing was applied")
@@ -346,9 +330,9 @@ def apply_project(
         else:
             vins = set(desired.vehicles)
         if index_fleet(state, vins, client):
-            state.serial = project.backend.save(state, state.serial or None, lock=lease.id)
+            state.serial = workspace.backend.save(state, state.serial or None, lock=lease.id)
         if plan_file is None:
-            plan = make_plan(desired, state if state.serial else None, project.fleet, options)
+            plan = make_plan(desired, state if state.serial else None, workspace.fleet, options)
         run = ApplyRun(plan, recovered=recovered)
         show(plan)
         if not plan.has_changes:
@@ -360,7 +344,7 @@ def apply_project(
             plan,
             desired,
             state,
-            project.backend,
+            workspace.backend,
             client,
             parallelism=config.parallelism,
             progress=progress,
@@ -381,7 +365,7 @@ def apply_project(
                 f"{plural(len(report.skipped), 'call')} not sent; the next plan holds what is left"
             )
         run.report.interrupted = stop.is_set()
-        again = make_plan(desired, state, project.fleet, replace(options, targets=(), excludes=()))
+        again = make_plan(desired, state, workspace.fleet, replace(options, targets=(), excludes=()))
         if not options.targets and not options.excludes and plan_file is None:
             run.leftovers = changes_left(again, run.report)
         return run
