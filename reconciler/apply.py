@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from reconciler.address import Address
 from reconciler.api import wire
 from reconciler.api.client import FleetClient
 from reconciler.callbacks import callback_spec, fingerprints
@@ -32,11 +33,11 @@ from reconciler.errors import (
     StateError,
 )
 from reconciler.model import Desired
-from reconciler.plan import Call, CallKind, Change, Plan
+from reconciler.plan import Call, CallKind, CauseKind, Change, Plan
 from reconciler.state.backend import StateBackend
 from reconciler.state.journal import apply_result, begin, fold, intent, result
 from reconciler.state.lock import Lease
-from reconciler.state.model import State
+from reconciler.state.model import Outcome, State
 from reconciler.state.record import outcome_of, record_outcome, record_remote
 from reconciler.words import plural
 
@@ -298,7 +299,9 @@ class Applier:
         if record is None:
             return CallResult(call, False, "callback missing", f"callback.{call.callback} has no id in the state")
         described = call.to_dict()
-        views = {c.address: {"schedule": (c.after or c.before or {}).get("schedule", "")} for c in self._changes(call)}
+        views = {
+            str(c.address): {"schedule": (c.after or c.before or {}).get("schedule", "")} for c in self._changes(call)
+        }
         entry = intent("remote", call=described, views=views)
         entry["label"] = remote_label(entry)
         self._journal_intent(entry)
@@ -405,7 +408,7 @@ class Applier:
                         cause=cause[:100] if isinstance(cause, str) else None,
                         at=isotime(utcnow()),
                     )
-                if outcome != "Pending":
+                if outcome != Outcome.PENDING:
                     pending.pop(action_id)
             if pending and self.clock() < deadline:
                 self.client.wait(interval)
@@ -418,8 +421,8 @@ class Applier:
         for r in self.report.results:
             if r.action_id and r.action_id in self.state.actions:
                 action = self.state.actions[r.action_id]
-                counts[action.outcome or "Pending"] += 1
-                if action.outcome == "Failed":
+                counts[action.outcome or Outcome.PENDING] += 1
+                if action.outcome == Outcome.FAILED:
                     causes[action.cause or "unknown"] += 1
         self.report.outcomes, self.report.causes = counts, causes
 
@@ -502,20 +505,18 @@ def stale_reason(plan: Plan, state: State | None, desired: Desired) -> str | Non
 
 def changes_left(plan: Plan, report: ApplyReport) -> list[str]:
     """Addresses a plan made right after apply still changes although no call for them failed or was skipped."""
-    failed: set[str] = set()
+    failed: set[Address] = set()
     for r in report.failed:
         failed.update(r.call.changes)
         if r.call.kind is not CallKind.REMOTE:
-            failed.add(f"callback.{r.call.callback}")
+            failed.add(Address.of_callback(r.call.callback))
     for call in report.skipped:
         failed.update(call.changes)
     vins_failed = {r.call.vin for r in report.failed if r.call.vin}
     return [
-        c.address
+        str(c.address)
         for c in plan.changes
-        if c.address not in failed and c.vin not in vins_failed and not _retry_of_known_failure(c)
+        if c.address not in failed
+        and c.vin not in vins_failed
+        and not (c.cause is not None and c.cause.kind == CauseKind.FAILED)  # a known failure, retried
     ]
-
-
-def _retry_of_known_failure(change: Any) -> bool:
-    return bool(change.cause and change.cause.startswith("Failed"))

@@ -398,7 +398,7 @@ def refresh(opts: Options, detailed_exitcode: bool, fmt: str) -> int:
     if found.unread:
         code = ExitCode.PARTIAL  # the drift reported is incomplete
     if fmt == "json":
-        items = [{"kind": d.kind, "address": d.address, "detail": d.detail} for d in drift]
+        items = [{"kind": d.kind.value, "address": str(d.address), "detail": d.detail} for d in drift]
         unread = [{"vin": vin, "error": error} for vin, error in sorted(found.unread.items())]
         json.dump({"result": code.result, "drift": items, "unread": unread}, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")

@@ -12,23 +12,34 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from reconciler.address import Address
 from reconciler.api import wire
 from reconciler.api.client import FleetClient
 from reconciler.callbacks import SECTIONS, callback_spec, fingerprint
 from reconciler.envsubst import SENSITIVE
 from reconciler.errors import ApiAnswerError, ApiError, ApiUnavailableError, ReconcilerError
 from reconciler.model import Desired, Program
-from reconciler.state.model import DONE, SlotRecord, State
+from reconciler.state.model import DONE, SlotKind, SlotRecord, State
 from reconciler.state.record import record_callback
 from reconciler.words import program_text
 
 
+class DriftKind(StrEnum):
+    CHANGED = "changed"  # a program changed out of band
+    DELETED = "deleted"  # a program gone from the vehicle
+    FOREIGN = "foreign"  # a program reconciler did not set, in a slot the manifests manage
+    CALLBACK_MISSING = "callback-missing"
+    CALLBACK_CHANGED = "callback-changed"
+    CALLBACK_STATUS = "callback-status"
+
+
 @dataclass(frozen=True, slots=True)
 class Drift:
-    kind: str  # changed, deleted, foreign, callback-missing, callback-changed, callback-status
-    address: str
+    kind: DriftKind
+    address: Address
     detail: str
 
 
@@ -102,9 +113,9 @@ def _callbacks(state: State, client: FleetClient, found: Refreshed) -> None:
     by_label = {wire.label(c): c for c in live}
     for name, record in sorted(state.callbacks.items()):
         match = by_id.get(record.id) or by_label.get(name)
-        address = f"callback.{name}"
+        address = Address.of_callback(name)
         if match is None:
-            found.drift.append(Drift("callback-missing", address, f"callback {record.id} no longer exists"))
+            found.drift.append(Drift(DriftKind.CALLBACK_MISSING, address, f"callback {record.id} no longer exists"))
             del state.callbacks[name]
             continue
         identity = wire.callback_id(match)
@@ -112,11 +123,13 @@ def _callbacks(state: State, client: FleetClient, found: Refreshed) -> None:
             record.id, found.changed = identity, True
         status = wire.callback_status(match) or record.status
         if status != record.status:
-            found.drift.append(Drift("callback-status", address, f"status {record.status} -> {status}"))
+            found.drift.append(Drift(DriftKind.CALLBACK_STATUS, address, f"status {record.status} -> {status}"))
             record.status = status
         spec = live_spec(wire.subscribe(match), record.spec)
         if spec != record.spec:
-            found.drift.append(Drift("callback-changed", address, "its settings were changed outside reconciler"))
+            found.drift.append(
+                Drift(DriftKind.CALLBACK_CHANGED, address, "its settings were changed outside reconciler")
+            )
             record.spec = spec
 
 
@@ -126,45 +139,47 @@ def _vehicle(state: State, desired: Desired, vin: str, status: dict[str, Any], f
     wanted = {a.program.slot: a for a in desired.vehicles.get(vin, ())}
     drift = []
     for slot, record in sorted(recorded.items()):
-        if record.kind == "Foreign":
+        if record.kind == SlotKind.FOREIGN:
             if slot not in live:
                 del recorded[slot]  # gone: the slot is free for the schedule again
                 found.changed = True
             elif live[slot] != record.program:
-                recorded[slot] = SlotRecord(live[slot], "", None, "Foreign", "")
+                recorded[slot] = SlotRecord(live[slot], "", None, SlotKind.FOREIGN, "")
                 found.changed = True
             continue
         action = state.actions.get(record.action) if record.action else None
         settled = record.action is None or (action is not None and action.outcome in DONE)
-        if record.kind != "Set" or not settled:
+        if record.kind != SlotKind.SET or not settled:
             continue  # in flight or failed: the outcome rules decide, not what the vehicle shows yet
-        address = f"vehicle.{vin}.slot.{slot}"
+        address = Address.of_slot(vin, slot)
         held = live.get(slot)
         if held is None:
-            drift.append(Drift("deleted", address, "the program is gone from the vehicle; the next plan sets it again"))
+            drift.append(
+                Drift(DriftKind.DELETED, address, "the program is gone from the vehicle; the next plan sets it again")
+            )
             del recorded[slot]
         elif held != record.program:
             drift.append(
                 Drift(
-                    "changed",
+                    DriftKind.CHANGED,
                     address,
                     f"the vehicle holds {program_text(held)} instead of {program_text(record.program)}; "
                     "the next plan sets it back",
                 )
             )
-            recorded[slot] = SlotRecord(held, record.callback, None, "Set", record.schedule)
+            recorded[slot] = SlotRecord(held, record.callback, None, SlotKind.SET, record.schedule)
     for slot in sorted(live):
         if slot in wanted and slot not in recorded:
             schedule = wanted[slot].schedule
             drift.append(
                 Drift(
-                    "foreign",
-                    f"vehicle.{vin}.slot.{slot}",
+                    DriftKind.FOREIGN,
+                    Address.of_slot(vin, slot),
                     f"holds {program_text(live[slot])}, a program reconciler did not set; the next plan leaves it "
                     f"alone unless schedule '{schedule}' has `takeover: true` (or plan and apply run with --takeover)",
                 )
             )
-            recorded[slot] = SlotRecord(live[slot], "", None, "Foreign", "")  # the next plan will not clobber it
+            recorded[slot] = SlotRecord(live[slot], "", None, SlotKind.FOREIGN, "")  # the next plan will not clobber it
     if recorded:
         state.slots[vin] = recorded
     else:
@@ -237,7 +252,7 @@ def adopt_vehicles(state: State, desired: Desired, client: FleetClient, vins: It
             if assignment is None:
                 continue  # a slot the manifests leave alone: not ours to record
             state.slots.setdefault(vin, {})[slot] = SlotRecord(
-                program, assignment.callback, None, "Set", assignment.schedule
+                program, assignment.callback, None, SlotKind.SET, assignment.schedule
             )
             count += 1
         recorded[vin] = count

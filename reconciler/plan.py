@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from reconciler.address import Address
 from reconciler.api import wire
 from reconciler.atomic import write_atomic
 from reconciler.errors import GuardError, PlanError
@@ -42,6 +43,47 @@ class CallKind(StrEnum):
     REMOTE = "remote"
 
 
+class NoticeKind(StrEnum):
+    IN_FLIGHT = "in-flight"  # a remote still Pending, younger than the pending timeout
+    FAILED = "failed"  # a permanent failure, retried only with --retry-failed
+    FOREIGN = "foreign"  # a program reconciler did not set, left alone without takeover
+    NOT_IN_FLEET = "not-in-fleet"  # a VIN the fleet's vehicle list does not hold
+
+
+class CauseKind(StrEnum):
+    FAILED = "failed"  # the remote that carried it failed (`failure`: the API's failureCause)
+    PENDING = "pending"  # Pending past the pending timeout (`detail` says how long)
+    UNKNOWN = "unknown"  # the outcome of the remote that carried it is not known
+    TAKEOVER = "takeover"  # replaces a program reconciler did not set
+
+
+class Cause(NamedTuple):
+    """Why a change is made again, or made over something else: data, written as text only for people."""
+
+    kind: CauseKind
+    failure: str | None = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == CauseKind.FAILED:
+            return f"Failed: {self.failure}"
+        if self.kind == CauseKind.UNKNOWN:
+            return "outcome unknown"
+        if self.kind == CauseKind.TAKEOVER:
+            return "takeover"
+        return self.detail
+
+    @classmethod
+    def read(cls, text: str | None) -> Cause | None:
+        """The cause a plan file wrote as text (the one place it is read back)."""
+        if text is None:
+            return None
+        if text.startswith("Failed: "):
+            return cls(CauseKind.FAILED, text[len("Failed: ") :])
+        kinds = {"outcome unknown": CauseKind.UNKNOWN, "takeover": CauseKind.TAKEOVER}
+        return cls(kinds.get(text, CauseKind.PENDING), None, "" if text in kinds else text)
+
+
 @dataclass(frozen=True, slots=True)
 class FieldDiff:
     path: str
@@ -54,47 +96,47 @@ class FieldDiff:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One resource's change. `address` is callback.NAME or vehicle.VIN.slot.N."""
+    """One resource's change: a callback's, or a vehicle slot's."""
 
-    address: str
+    address: Address
     action: Action
     before: Mapping[str, Any] | None
     after: Mapping[str, Any] | None
     diffs: tuple[FieldDiff, ...] = ()
     sensitive: tuple[str, ...] = ()
-    cause: str | None = None
+    cause: Cause | None = None
     call: str = ""
 
     @property
     def kind(self) -> str:
-        return "callback" if self.address.startswith("callback.") else "slot"
+        return "callback" if self.address.is_callback else "slot"
 
     @property
     def vin(self) -> str | None:
-        return self.address.split(".")[1] if self.kind == "slot" else None
+        return self.address.vin
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "address": self.address,
+            "address": str(self.address),
             "action": self.action.value,
             "before": self.before,
             "after": self.after,
             "diffs": [d.to_dict() for d in self.diffs],
             "sensitive": list(self.sensitive),
-            "cause": self.cause,
+            "cause": None if self.cause is None else str(self.cause),
             "call": self.call,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Change:
         return cls(
-            address=data["address"],
+            address=Address.parse(data["address"]),
             action=Action(data["action"]),
             before=data["before"],
             after=data["after"],
             diffs=tuple(FieldDiff(d["path"], d["before"], d["after"]) for d in data["diffs"]),
             sensitive=tuple(data["sensitive"]),
-            cause=data["cause"],
+            cause=Cause.read(data["cause"]),
             call=data["call"],
         )
 
@@ -108,31 +150,35 @@ class Call:
     callback: str
     vin: str | None = None
     programs: tuple[tuple[str, Program], ...] = ()
-    changes: tuple[str, ...] = ()
+    changes: tuple[Address, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "kind": self.kind.value, "callback": self.callback, "vin": self.vin}
         if self.kind is CallKind.REMOTE:
             data["programs"] = [wire.program_entry(action, program) for action, program in self.programs]
-        data["changes"] = list(self.changes)
+        data["changes"] = [str(address) for address in self.changes]
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Call:
         programs = tuple(wire.entry_program(entry) for entry in data.get("programs", ()))
-        return cls(data["id"], CallKind(data["kind"]), data["callback"], data["vin"], programs, tuple(data["changes"]))
+        changes = tuple(Address.parse(text) for text in data["changes"])
+        return cls(data["id"], CallKind(data["kind"]), data["callback"], data["vin"], programs, changes)
 
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """Something the plan shows but does nothing about: a remote still in flight, a permanent failure."""
+    """Something the plan shows but does nothing about: a remote still in flight, a permanent failure, a program
+    left alone, a VIN not in the fleet. `failure` is the API's failureCause of a failed one (not in plan files,
+    whose `detail` says it)."""
 
-    address: str
-    kind: str
+    address: Address
+    kind: NoticeKind
     detail: str
+    failure: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, str]:
-        return {"address": self.address, "kind": self.kind, "detail": self.detail}
+        return {"address": str(self.address), "kind": self.kind.value, "detail": self.detail}
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +292,7 @@ class Plan:
         return bool(self.changes)
 
     def summary(self) -> Summary:
-        callbacks: dict[Action, set[str]] = {Action.CREATE: set(), Action.UPDATE: set(), Action.DELETE: set()}
+        callbacks: dict[Action, set[Address]] = {Action.CREATE: set(), Action.UPDATE: set(), Action.DELETE: set()}
         vehicles: set[str] = set()
         slots_set = slots_deleted = 0
         for change in self.changes:
@@ -254,7 +300,7 @@ class Plan:
                 action = Action.UPDATE if change.action is Action.STATUS else change.action
                 callbacks[action].add(change.address)
             else:
-                vehicles.add(change.address.split(".")[1])
+                vehicles.add(change.address.key)
                 if change.after is None:
                     slots_deleted += 1
                 else:
@@ -267,8 +313,8 @@ class Plan:
             slots_set=slots_set,
             slots_deleted=slots_deleted,
             calls=sum(1 for call in self.calls if call.kind is CallKind.REMOTE),
-            in_flight=sum(1 for notice in self.notices if notice.kind == "in-flight"),
-            failed=sum(1 for notice in self.notices if notice.kind == "failed"),
+            in_flight=sum(1 for notice in self.notices if notice.kind == NoticeKind.IN_FLIGHT),
+            failed=sum(1 for notice in self.notices if notice.kind == NoticeKind.FAILED),
         )
 
     def exceeded_guards(self) -> tuple[GuardCheck, ...]:
@@ -327,7 +373,9 @@ class Plan:
                 manifests=data["manifests"],
                 changes=tuple(Change.from_dict(c) for c in data["changes"]),
                 calls=tuple(Call.from_dict(c) for c in data["calls"]),
-                notices=tuple(Notice(n["address"], n["kind"], n["detail"]) for n in data["notices"]),
+                notices=tuple(
+                    Notice(Address.parse(n["address"]), NoticeKind(n["kind"]), n["detail"]) for n in data["notices"]
+                ),
                 guards=tuple(GuardCheck(**g) for g in data["guards"]),
                 options=data["options"],
                 left_out=data["left_out"],

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from reconciler.address import Address
 from reconciler.callbacks import callback_spec, fingerprints
 from reconciler.clock import parse_time
 from reconciler.diff import diff_values
@@ -27,14 +28,17 @@ from reconciler.plan import (
     Action,
     Call,
     CallKind,
+    Cause,
+    CauseKind,
     Change,
     FieldDiff,
     GuardCheck,
     Limit,
     Notice,
+    NoticeKind,
     Plan,
 )
-from reconciler.state.model import DONE, ActionRecord, SlotRecord, State
+from reconciler.state.model import DONE, ActionRecord, Outcome, SlotKind, SlotRecord, State
 
 # causes that retrying will not fix; every other failure cause is treated as transient
 PERMANENT_CAUSES = frozenset(
@@ -88,8 +92,8 @@ def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOp
         if vin in recorded.not_in_fleet and vin in desired.vehicles:
             notices.append(
                 Notice(
-                    f"vehicle.{vin}",
-                    "not-in-fleet",
+                    Address.of_vehicle(vin),
+                    NoticeKind.NOT_IN_FLEET,
                     f"not in fleet {fleet}'s vehicle list (read {recorded.not_in_fleet[vin]}); "
                     "planned once the list holds it",
                 )
@@ -134,7 +138,7 @@ def _callback_changes(desired: Desired, state: State, options: PlanOptions) -> l
     changes = []
     for name in sorted(desired.callbacks.keys() | state.callbacks.keys()):
         wanted, record = desired.callbacks.get(name), state.callbacks.get(name)
-        address = f"callback.{name}"
+        address = Address.of_callback(name)
         if wanted is None:
             assert record is not None
             before = {**record.spec, "status": record.status}
@@ -226,9 +230,9 @@ def _vehicle(
         return  # the common case on a converged fleet: nothing to look at
     by_slot = {a.program.slot: a for a in wanted}
     for slot in sorted(by_slot.keys() | recorded.keys()):
-        address = f"vehicle.{vin}.slot.{slot}"
+        address = Address.of_slot(vin, slot)
         assignment, record = by_slot.get(slot), recorded.get(slot)
-        if record is not None and record.kind == "Foreign":
+        if record is not None and record.kind == SlotKind.FOREIGN:
             if assignment is None:
                 continue  # a program of someone else's in a slot the manifests leave alone
             schedule = desired.schedules.get(assignment.schedule)
@@ -236,7 +240,7 @@ def _vehicle(
                 notices.append(
                     Notice(
                         address,
-                        "foreign",
+                        NoticeKind.FOREIGN,
                         f"holds a program reconciler did not set; `takeover: true` on schedule "
                         f"'{assignment.schedule}' (or --takeover) replaces it",
                     )
@@ -244,10 +248,11 @@ def _vehicle(
                 continue
             after = _assignment_view(assignment)
             before = _record_view(record)
-            changes.append(Change(address, Action.UPDATE, before, after, _slot_diffs(before, after), cause="takeover"))
+            takeover = Cause(CauseKind.TAKEOVER)
+            changes.append(Change(address, Action.UPDATE, before, after, _slot_diffs(before, after), cause=takeover))
         elif assignment is not None:
             after = _assignment_view(assignment)
-            if record is None or record.kind == "Delete":
+            if record is None or record.kind == SlotKind.DELETE:
                 changes.append(Change(address, Action.CREATE, None, after, _slot_diffs(None, after)))
             elif record.program != assignment.program or record.callback != assignment.callback:
                 before = _record_view(record)
@@ -256,7 +261,7 @@ def _vehicle(
                 _outcome(address, record, _record_view(record), after, state, options, changes, notices)
         elif record is not None:
             before = _record_view(record)
-            if record.kind == "Set":
+            if record.kind == SlotKind.SET:
                 changes.append(Change(address, Action.DELETE, before, None, _slot_diffs(before, None)))
             else:
                 _outcome(address, record, before, None, state, options, changes, notices)
@@ -268,7 +273,7 @@ def _all_settled(
     """Every desired slot recorded as the same program through the same callback, and done (the hot path)."""
     for assignment in wanted:
         record = recorded.get(assignment.program.slot)
-        if record is None or record.kind != "Set" or record.callback != assignment.callback:
+        if record is None or record.kind != SlotKind.SET or record.callback != assignment.callback:
             return False
         if record.program != assignment.program:
             return False
@@ -280,7 +285,7 @@ def _all_settled(
 
 
 def _outcome(
-    address: str,
+    address: Address,
     record: SlotRecord,
     before: Mapping[str, Any],
     after: Mapping[str, Any] | None,
@@ -294,24 +299,24 @@ def _outcome(
         return  # observed on the vehicle (refresh, import)
     action = state.actions.get(record.action)
     if action is None:
-        changes.append(Change(address, Action.RETRY, before, after, (), (), "outcome unknown"))
+        changes.append(Change(address, Action.RETRY, before, after, (), (), Cause(CauseKind.UNKNOWN)))
         return
     if action.outcome in DONE:
         return
-    if action.outcome == "Failed":
+    if action.outcome == Outcome.FAILED:
         cause = action.cause or "unknown cause"
         if cause in PERMANENT_CAUSES and not options.retry_failed:
-            notices.append(Notice(address, "failed", f"{cause} (retried only with --retry-failed)"))
+            notices.append(Notice(address, NoticeKind.FAILED, f"{cause} (retried only with --retry-failed)", cause))
         else:
-            changes.append(Change(address, Action.RETRY, before, after, (), (), f"Failed: {cause}"))
+            changes.append(Change(address, Action.RETRY, before, after, (), (), Cause(CauseKind.FAILED, cause)))
         return
     age = (options.now - parse_time(action.posted_at)).total_seconds()
     status = f", {action.status}" if action.status else ""
     if age < options.pending_timeout:
-        notices.append(Notice(address, "in-flight", f"Pending since {action.posted_at}{status}"))
+        notices.append(Notice(address, NoticeKind.IN_FLIGHT, f"Pending since {action.posted_at}{status}"))
     else:
-        cause = f"Pending for {_duration(age)}{status}, past the {_duration(options.pending_timeout)} timeout"
-        changes.append(Change(address, Action.RETRY, before, after, (), (), cause))
+        waited = f"Pending for {_duration(age)}{status}, past the {_duration(options.pending_timeout)} timeout"
+        changes.append(Change(address, Action.RETRY, before, after, (), (), Cause(CauseKind.PENDING, None, waited)))
 
 
 def _duration(seconds: float) -> str:
@@ -352,9 +357,9 @@ def _check_selectors(desired: Desired, state: State | None, options: PlanOptions
 
 
 def _matches(change: Change, selector: Selector, desired: Desired) -> bool:
-    if change.kind == "callback":
-        return selector.kind == "callback" and change.address == f"callback.{selector.value}"
-    vin = change.address.split(".")[1]
+    if change.address.is_callback:
+        return selector.kind == "callback" and change.address.key == selector.value
+    vin = change.address.key
     views = [view for view in (change.before, change.after) if view is not None]
     if selector.kind == "vin":
         return vin == selector.value
@@ -376,7 +381,7 @@ def _select(changes: list[Change], desired: Desired, options: PlanOptions) -> li
     needed = {change.after["callback"] for change in kept if change.kind == "slot" and change.after}
     chosen = {change.address for change in kept}
     for change in changes:
-        wanted = change.action is Action.CREATE and change.kind == "callback" and change.address[9:] in needed
+        wanted = change.action is Action.CREATE and change.address.is_callback and change.address.key in needed
         if wanted and change.address not in chosen:
             kept.append(change)
     order = {id(change): index for index, change in enumerate(changes)}
@@ -396,20 +401,20 @@ def _calls(changes: list[Change]) -> tuple[list[Call], list[Change]]:
         Action.DELETE: CallKind.DELETE_CALLBACK,
     }
     for change in changes:
-        if change.kind == "callback":
-            name = change.address[len("callback.") :]
+        if change.address.is_callback:
+            name = change.address.key
             call = Call(
                 f"{change.address}.{change.action.value}", kinds[change.action], name, changes=(change.address,)
             )
             (last if change.action is Action.DELETE else first).append(call)
             tagged.append(_tag(change, call.id))
             continue
-        vin = change.address.split(".")[1]
+        vin = change.address.key
         view = change.after if change.after is not None else change.before
         assert view is not None
         verb = "Set" if change.after is not None else "Delete"
         program = Program(
-            int(change.address.rsplit(".", 1)[1]),
+            change.address.slot or 0,
             view["start"],
             tuple(view["days"]),
             view["recurrence"],

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from reconciler.model import Desired
-from reconciler.plan import Plan
+from reconciler.plan import CauseKind, NoticeKind, Plan
 from reconciler.state.events import tally
 from reconciler.state.model import State
 from reconciler.words import plural
@@ -18,32 +18,31 @@ def fleet_status(
 ) -> dict[str, Any]:
     vehicles = set(desired.vehicles) | set(state.slots if state else ())
     changing = {c.vin for c in plan.changes if c.vin}
-    in_flight = {n.address.split(".")[1] for n in plan.notices if n.kind == "in-flight"}
+    in_flight = {n.address.key for n in plan.notices if n.kind == NoticeKind.IN_FLIGHT}
     causes: Counter[str] = Counter()
     failed: set[str] = set()
     for notice in plan.notices:
-        if notice.kind == "failed":
-            failed.add(notice.address.split(".")[1])
-            causes[notice.detail.split(" ")[0]] += 1
+        if notice.kind == NoticeKind.FAILED:
+            failed.add(notice.address.key)
+            causes[notice.failure or "unknown cause"] += 1
     for change in plan.changes:
-        if change.cause and change.cause.startswith("Failed: ") and change.vin:
+        if change.cause is not None and change.cause.kind == CauseKind.FAILED and change.vin:
             failed.add(change.vin)
-            causes[change.cause[len("Failed: ") :]] += 1
-    absent = {n.address.split(".")[1] for n in plan.notices if n.kind == "not-in-fleet"}
-    drifted = {n.address.split(".")[1] for n in plan.notices if n.kind == "foreign"}
+            causes[change.cause.failure or "unknown cause"] += 1
+    absent = {n.address.key for n in plan.notices if n.kind == NoticeKind.NOT_IN_FLEET}
+    drifted = {n.address.key for n in plan.notices if n.kind == NoticeKind.FOREIGN}
     for change in plan.changes:  # a change against a program refresh saw on the vehicle repairs drift
-        if change.vin and change.before is not None and state is not None:
-            record = state.slots.get(change.vin, {}).get(int(change.address.rsplit(".", 1)[1]))
+        if change.vin and change.address.slot and change.before is not None and state is not None:
+            record = state.slots.get(change.vin, {}).get(change.address.slot)
             if record is not None and record.action is None:
                 drifted.add(change.vin)
     # the oldest remote still in flight: only actions that carry a slot the plan sees in flight (an action a
     # later remote replaced may stay Pending in the state forever, and is not waited for)
     pending = []
     for notice in plan.notices:
-        if notice.kind != "in-flight" or state is None:
+        if notice.kind != NoticeKind.IN_FLIGHT or state is None or notice.address.slot is None:
             continue
-        _, vin, _, slot = notice.address.split(".")
-        record = state.slots.get(vin, {}).get(int(slot))
+        record = state.slots.get(notice.address.key, {}).get(notice.address.slot)
         action = state.outcome(record) if record is not None else None
         if action is not None:
             pending.append(action.posted_at)

@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 
+from reconciler.address import Address
 from reconciler.api.client import ApiConfig, FleetClient
 from reconciler.apply import ApplyReport, CallResult, changes_left, recover
-from reconciler.plan import Action, Call, CallKind, Change, Plan
+from reconciler.plan import Action, Call, CallKind, Cause, CauseKind, Change, Plan
 from reconciler.render.progress import StreamProgress
 from reconciler.state.file import FileBackend
 from reconciler.state.journal import fold, intent, result
@@ -24,7 +25,7 @@ def remote_intent(vin: str = "VIN1") -> dict[str, Any]:
         "cb",
         vin,
         (("Set", program(1)), ("Delete", program(2))),
-        (f"vehicle.{vin}.slot.1", f"vehicle.{vin}.slot.2"),
+        (Address.of_slot(vin, 1), Address.of_slot(vin, 2)),
     )
     return intent("remote", call=call.to_dict(), views={f"vehicle.{vin}.slot.1": {"schedule": "s"}})
 
@@ -97,7 +98,7 @@ def test_recover_adopts_a_callback_created_by_a_run_whose_answer_was_lost(tmp_pa
 
 
 def test_changes_left_names_only_what_no_failure_explains() -> None:
-    failed_call = Call("vehicle.B.cb", CallKind.REMOTE, "cb", "B", (), ("vehicle.B.slot.1",))
+    failed_call = Call("vehicle.B.cb", CallKind.REMOTE, "cb", "B", (), (Address.parse("vehicle.B.slot.1"),))
     report = ApplyReport(results=[CallResult(failed_call, False, "HTTP 400")])
     after = {
         "callback": "cb",
@@ -113,9 +114,15 @@ def test_changes_left_names_only_what_no_failure_explains() -> None:
         None,
         "m",
         changes=(
-            Change("vehicle.A.slot.1", Action.CREATE, None, after),
-            Change("vehicle.B.slot.1", Action.CREATE, None, after),
-            Change("vehicle.C.slot.1", Action.RETRY, after, after, cause="Failed: VehicleConnectionTimeout"),
+            Change(Address.parse("vehicle.A.slot.1"), Action.CREATE, None, after),
+            Change(Address.parse("vehicle.B.slot.1"), Action.CREATE, None, after),
+            Change(
+                Address.parse("vehicle.C.slot.1"),
+                Action.RETRY,
+                after,
+                after,
+                cause=Cause(CauseKind.FAILED, "VehicleConnectionTimeout"),
+            ),
         ),
     )
     assert changes_left(plan, report) == ["vehicle.A.slot.1"]

@@ -74,7 +74,7 @@ def test_a_run_killed_between_creating_and_pausing_a_callback_records_it_running
     state = next_writer(backend, {"id": "cb-1", "status": "Running", "subscribe": {"label": "cb"}})
     assert state.callbacks["cb"].status == "Running"  # as the API has it: the pause never arrived
     plan = make_plan(want, state, "f", PlanOptions(now=NOW))
-    assert [(c.address, c.action) for c in plan.changes] == [("callback.cb", Action.STATUS)]
+    assert [(str(c.address), c.action) for c in plan.changes] == [("callback.cb", Action.STATUS)]
 
 
 def test_a_first_run_killed_before_its_first_save_keeps_comparable_fingerprints(
@@ -94,7 +94,7 @@ def test_a_first_run_killed_before_its_first_save_keeps_comparable_fingerprints(
     assert not backend.path.exists()  # no save happened
     state = next_writer(backend)
     plan = make_plan(want, state, "f", PlanOptions(now=NOW))
-    assert [(c.address, c.action) for c in plan.changes] == [("callback.b", Action.CREATE)]  # a: nothing to do
+    assert [(str(c.address), c.action) for c in plan.changes] == [("callback.b", Action.CREATE)]  # a: nothing to do
     assert "s3cret" not in backend.journal_path.read_text()
 
 

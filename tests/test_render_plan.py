@@ -195,4 +195,4 @@ def test_pending_timeout_in_notices_uses_age() -> None:
         {"p": action(VIN_A, "Pending", age=timedelta(hours=3))},
     )
     result = plan(desired({VIN_A: [program(1)]}), recorded)
-    assert result.changes[0].cause == "Pending for 3h00m, past the 30m timeout"
+    assert str(result.changes[0].cause) == "Pending for 3h00m, past the 30m timeout"

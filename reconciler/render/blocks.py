@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.address import Address
 from reconciler.envsubst import SENSITIVE, SENSITIVE_CHANGED
-from reconciler.plan import GuardCheck
+from reconciler.plan import GuardCheck, NoticeKind
 from reconciler.words import days_text, hhmm, plural, program_text
 
 __all__ = ["Block", "build_blocks", "days_text", "hhmm", "notice_lines", "program_text", "value_text"]
@@ -48,7 +49,7 @@ def value_text(path: str, value: Any) -> str:
 
 
 def _slot_line(change: Mapping[str, Any]) -> tuple[str, str]:
-    slot = change["address"].rsplit(".", 1)[1]
+    slot = Address.parse(change["address"]).slot
     action = change["action"]
     symbol = SYMBOLS[action]
     if action == "create":
@@ -108,10 +109,11 @@ def build_blocks(plan: Mapping[str, Any]) -> list[Block]:
     blocks: list[Block] = []
     by_vin: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for change in plan["changes"]:
-        if change["address"].startswith("callback."):
+        address = Address.parse(change["address"])
+        if address.is_callback:
             blocks.append(_callback_block(change))
         else:
-            by_vin[change["address"].split(".")[1]].append(change)
+            by_vin[address.key].append(change)
     calls: dict[str, int] = defaultdict(int)
     for call in plan["calls"]:
         if call["vin"]:
@@ -119,7 +121,7 @@ def build_blocks(plan: Mapping[str, Any]) -> list[Block]:
     groups: dict[Any, Block] = {}
     for vin, changes in by_vin.items():
         key = tuple(
-            (c["action"], c["address"].rsplit(".", 1)[1], _freeze(c["before"]), _freeze(c["after"]), c["cause"])
+            (c["action"], Address.parse(c["address"]).slot, _freeze(c["before"]), _freeze(c["after"]), c["cause"])
             for c in changes
         )
         block = groups.get(key)
@@ -143,24 +145,24 @@ def build_blocks(plan: Mapping[str, Any]) -> list[Block]:
 def notice_lines(plan: Mapping[str, Any], pending_timeout: str = "") -> list[str]:
     """Lines about what the plan leaves alone: remotes in flight, permanent failures, changes left out."""
     lines = []
-    in_flight = [n for n in plan["notices"] if n["kind"] == "in-flight"]
+    in_flight = [n for n in plan["notices"] if n["kind"] == NoticeKind.IN_FLIGHT]
     if in_flight:
-        vehicles = len({n["address"].split(".")[1] for n in in_flight})
+        vehicles = len({Address.parse(n["address"]).key for n in in_flight})
         lines.append(
             f"In flight: {plural(len(in_flight), 'slot')} on {plural(vehicles, 'vehicle is', 'vehicles are')} "
             "Pending; nothing to do yet."
         )
-    foreign = [n for n in plan["notices"] if n["kind"] == "foreign"]
+    foreign = [n for n in plan["notices"] if n["kind"] == NoticeKind.FOREIGN]
     for notice in foreign[:20]:
         lines.append(f"Left alone: {notice['address']} {notice['detail']}")
     if len(foreign) > 20:
         lines.append(f"Left alone: {plural(len(foreign) - 20, 'more slot')} holding programs reconciler did not set.")
-    failed = [n for n in plan["notices"] if n["kind"] == "failed"]
+    failed = [n for n in plan["notices"] if n["kind"] == NoticeKind.FAILED]
     for notice in failed:
         lines.append(f"Failed: {notice['address']}: {notice['detail']}")
-    absent = [n for n in plan["notices"] if n["kind"] == "not-in-fleet"]
+    absent = [n for n in plan["notices"] if n["kind"] == NoticeKind.NOT_IN_FLEET]
     for notice in absent[:20]:
-        lines.append(f"Not in the fleet: {notice['address'][len('vehicle.') :]}: {notice['detail']}")
+        lines.append(f"Not in the fleet: {Address.parse(notice['address']).key}: {notice['detail']}")
     if len(absent) > 20:
         lines.append(f"Not in the fleet: {len(absent) - 20:,} more vehicles.")
     if plan["left_out"]:

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any, TextIO
 
 from reconciler.state.backend import LockInfo
-from reconciler.state.model import State
+from reconciler.state.model import Outcome, SlotKind, State
 from reconciler.words import plural, program_text
 
 PROGRAMS_SHOWN = 20
@@ -21,12 +21,12 @@ def state_summary(state: State) -> dict[str, Any]:
     foreign = 0
     for records in state.slots.values():
         for slot, record in records.items():
-            if record.kind == "Set":
+            if record.kind == SlotKind.SET:
                 programs[(slot, program_text(record.program))] += 1
-            elif record.kind == "Foreign":
+            elif record.kind == SlotKind.FOREIGN:
                 foreign += 1
     outcomes = Counter(action.outcome or "unknown" for action in state.actions.values())
-    causes = Counter(a.cause for a in state.actions.values() if a.outcome == "Failed" and a.cause)
+    causes = Counter(a.cause for a in state.actions.values() if a.outcome == Outcome.FAILED and a.cause)
     return {
         "callbacks": len(state.callbacks),
         "vehicles": len(state.slots),

@@ -5,28 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from reconciler.address import Address
 from reconciler.errors import StateError, UsageError
 from reconciler.state.model import State, program_text
 
 
 def parse_address(text: str) -> tuple[str, str, int | None]:
-    """('callback', NAME, None), ('vehicle', VIN, None) or ('vehicle', VIN, N); UsageError otherwise."""
-    parts = text.split(".")
-    if len(parts) == 2 and parts[0] == "callback" and parts[1]:
-        return "callback", parts[1], None
-    if len(parts) == 2 and parts[0] == "vehicle" and parts[1]:
-        return "vehicle", parts[1].upper(), None
-    if len(parts) == 4 and parts[0] == "vehicle" and parts[2] == "slot" and parts[3] in ("1", "2", "3", "4"):
-        return "vehicle", parts[1].upper(), int(parts[3])
-    raise UsageError(f"invalid address '{text}': use callback.NAME, vehicle.VIN or vehicle.VIN.slot.N")
+    """(kind, name or VIN, slot) of an address given on the command line; UsageError when it is not one."""
+    try:
+        return tuple(Address.parse(text))  # type: ignore[return-value]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def addresses(state: State) -> Iterator[str]:
     for name in sorted(state.callbacks):
-        yield f"callback.{name}"
+        yield str(Address.of_callback(name))
     for vin in sorted(state.slots):
         for slot in sorted(state.slots[vin]):
-            yield f"vehicle.{vin}.slot.{slot}"
+            yield str(Address.of_slot(vin, slot))
 
 
 def describe(state: State, text: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.clock import parse_time
-from reconciler.state.model import State
+from reconciler.state.model import Outcome, State
 from reconciler.state.record import outcome_of, record_outcome
 
 # bounds on what an event may hold: generous for the API's identifiers and enums (which it may extend), small
@@ -86,14 +86,14 @@ def event_problem(entry: Any) -> str | None:
     return None
 
 
-def event_outcome(event: Mapping[str, Any]) -> str:
+def event_outcome(event: Mapping[str, Any]) -> Outcome:
     """Pending, Success, AlreadyDone or Failed; a `type: Failed` (seen in the vendor's prose) is final too."""
     kind, status = event.get("type"), str(event.get("status", ""))
     if kind == "Failed":
-        return "Failed"
+        return Outcome.FAILED
     if kind == "Done":
         return outcome_of(status)
-    return "Pending"
+    return Outcome.PENDING
 
 
 def verdict(state: State | None, entry: Any) -> str | None:

@@ -14,6 +14,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from reconciler.clock import parse_time
@@ -21,8 +22,28 @@ from reconciler.errors import StateError
 from reconciler.model import DAYS, Program
 
 STATE_VERSION = 1
-OUTCOMES = ("Pending", "Success", "AlreadyDone", "Failed")
-DONE = ("Success", "AlreadyDone")
+
+
+class Outcome(StrEnum):
+    """What became of a remote action, as its notifications or its status say."""
+
+    PENDING = "Pending"
+    SUCCESS = "Success"
+    ALREADY_DONE = "AlreadyDone"
+    FAILED = "Failed"
+
+
+class SlotKind(StrEnum):
+    """What reconciler last asked of a slot (Set, Delete), or a program found there it did not set (Foreign)."""
+
+    SET = "Set"
+    DELETE = "Delete"
+    FOREIGN = "Foreign"
+
+
+OUTCOMES = tuple(Outcome)
+DONE = (Outcome.SUCCESS, Outcome.ALREADY_DONE)
+FINAL = (*DONE, Outcome.FAILED)
 
 
 class SlotRecord(NamedTuple):
@@ -35,7 +56,7 @@ class SlotRecord(NamedTuple):
     program: Program
     callback: str
     action: str | None = None
-    kind: str = "Set"
+    kind: SlotKind = SlotKind.SET
     schedule: str = ""
 
 
@@ -46,7 +67,7 @@ class ActionRecord:
     vin: str
     callback: str
     posted_at: str
-    outcome: str | None = "Pending"
+    outcome: Outcome | None = Outcome.PENDING
     status: str | None = None
     cause: str | None = None
     updated_at: str | None = None
@@ -101,7 +122,7 @@ class State:
     @property
     def slot_count(self) -> int:
         """Slots reconciler manages (programs found there that it did not set are not counted)."""
-        return sum(1 for slots in self.slots.values() for record in slots.values() if record.kind != "Foreign")
+        return sum(1 for slots in self.slots.values() for record in slots.values() if record.kind != SlotKind.FOREIGN)
 
     def outcome(self, record: SlotRecord) -> ActionRecord | None:
         return self.actions.get(record.action) if record.action else None
@@ -150,7 +171,8 @@ def _encode_slot(record: SlotRecord) -> list[Any]:
     return [program_text(record.program), record.callback, record.action, record.kind, record.schedule]
 
 
-_KINDS = {"Set": "Set", "Delete": "Delete", "Foreign": "Foreign"}
+_KINDS = {kind.value: kind for kind in SlotKind}
+_OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 _START = re.compile(r"PT(?=[0-9])([0-9]{1,2}H)?([0-9]{1,2}M)?")  # a time of day as an ISO-8601 duration
 _SLOTS = {"1": 1, "2": 2, "3": 3, "4": 4}
 
@@ -206,12 +228,13 @@ def _decode_action(rid: str, raw: Any) -> ActionRecord:
     vin, callback, posted_at = raw[:3]
     if type(vin) is not str or type(callback) is not str or type(posted_at) is not str:
         raise ValueError(f"actions.{rid} holds a value of the wrong type")
-    if any(value is not None and type(value) is not str for value in raw[3:]):
+    if any(value is not None and not isinstance(value, str) for value in raw[3:]):
         raise ValueError(f"actions.{rid} holds a value of the wrong type")
-    if raw[3] is not None and raw[3] not in OUTCOMES:
+    if raw[3] is not None and raw[3] not in _OUTCOMES:
         raise ValueError(f"actions.{rid}: outcome {_shown(raw[3])} is not one of {', '.join(OUTCOMES)}")
     parse_time(posted_at)  # ValueError when it is not a time
-    return ActionRecord(*raw)
+    outcome = _OUTCOMES[raw[3]] if raw[3] is not None else None
+    return ActionRecord(vin, callback, posted_at, outcome, raw[4], raw[5], raw[6])
 
 
 def _decode_callback(name: str, raw: Any) -> CallbackRecord:

@@ -11,9 +11,7 @@ from typing import Any
 
 from reconciler.clock import earlier
 from reconciler.plan import Call
-from reconciler.state.model import DONE, ActionRecord, CallbackRecord, SlotRecord, State
-
-FINAL = (*DONE, "Failed")
+from reconciler.state.model import DONE, FINAL, ActionRecord, CallbackRecord, Outcome, SlotKind, SlotRecord, State
 
 
 def record_callback(
@@ -31,20 +29,21 @@ def record_remote(
 ) -> None:
     """A remote the API accepted: its slots now hold (or are being cleared of) the programs it carried.
 
-    `views` maps each change address of the call to its after (Set) or before (Delete) view, for the schedule.
+    `views` maps each change address of the call (written as text: the journal holds them) to its after (Set) or
+    before (Delete) view, for the schedule.
     """
     assert call.vin is not None
     slots = state.slots.setdefault(call.vin, {})
     for (verb, program), address in zip(call.programs, call.changes, strict=True):
-        schedule = str(views.get(address, {}).get("schedule", ""))
-        slots[program.slot] = SlotRecord(program, call.callback, action_id, verb, schedule)
+        schedule = str(views.get(str(address), {}).get("schedule", ""))
+        slots[program.slot] = SlotRecord(program, call.callback, action_id, SlotKind(verb), schedule)
     state.actions[action_id] = ActionRecord(call.vin, call.callback, posted_at)
 
 
 def record_outcome(
     state: State,
     action_id: str,
-    outcome: str,
+    outcome: Outcome,
     *,
     status: str | None = None,
     cause: str | None = None,
@@ -66,29 +65,14 @@ def record_outcome(
     action.outcome, action.status, action.cause, action.updated_at = outcome, status, cause, at
     if outcome in DONE:
         slots = state.slots.get(action.vin, {})
-        for number in [n for n, r in slots.items() if r.action == action_id and r.kind == "Delete"]:
+        for number in [n for n, r in slots.items() if r.action == action_id and r.kind == SlotKind.DELETE]:
             del slots[number]
         if not slots:
             state.slots.pop(action.vin, None)
     return True
 
 
-# RemoteAction.status values, flattened by the API: which are final, and the outcome they mean
-PENDING_STATUSES = frozenset(
-    {
-        "Accepted",
-        "WakingUpVehicle",
-        "CheckingVehicle",
-        "SentToVehicle",
-        "VehicleBatteryChargeTooLow",
-        "TooManyWakeUpsOverMonth",
-    }
-)
-
-
-def outcome_of(status: str) -> str:
+def outcome_of(status: str) -> Outcome:
     """Pending, Success, AlreadyDone or Failed for a RemoteAction.status (the API flattens the Pending ones,
     Accepted to SentToVehicle, into the same field) or an event's status."""
-    if status in DONE or status == "Failed":
-        return status
-    return "Pending"
+    return Outcome(status) if status in FINAL else Outcome.PENDING
