@@ -32,10 +32,6 @@ class Address(NamedTuple):
         return self.kind == CALLBACK
 
     @property
-    def is_slot(self) -> bool:
-        return self.slot is not None
-
-    @property
     def vin(self) -> str | None:
         return self.key if self.kind == VEHICLE else None
 

@@ -192,7 +192,9 @@ class Applier:
                     continue
                 self._guarded(call)
 
-        # a fixed set of workers takes vehicles from one queue; the main thread only saves now and then
+        # a fixed set of workers takes vehicles from one queue; the main thread only saves now and then. Daemon
+        # threads rather than concurrent.futures (as refresh uses): its workers are joined when the interpreter
+        # exits, so a second Ctrl-C ("abort") would wait for every request in flight to time out
         todo: queue.SimpleQueue[list[Call]] = queue.SimpleQueue()
         for vin_calls in by_vin.values():
             todo.put(vin_calls)

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler import schema
+from reconciler.api import MAX_RETRY_WAIT, PARALLELISM, RATE_LIMIT, TIMEOUT
 from reconciler.diagnostics import Diagnostic, Severity, Source, clip
 from reconciler.envsubst import EnvValue, resolve
 from reconciler.errors import ConfigError
@@ -22,7 +23,6 @@ from reconciler.manifests.files import OUTSIDE_SETTING, ManifestPaths, display_n
 from reconciler.plan import Limit
 from reconciler.yamlload import MAX_INT_DIGITS, Document, load_file
 
-CONFIG_FILE = "reconciler.yaml"
 ENV_PREFIX = "RECONCILER_"
 # variables the CLI reads itself, so they are not settings overrides
 CLI_VARIABLES = frozenset({"RECONCILER_CONFIG", "RECONCILER_CHDIR", "RECONCILER_DEBUG"})
@@ -59,10 +59,10 @@ class ApiSettings:
     client_cert: EnvValue | None = None
     client_key: EnvValue | None = None
     ca_bundle: EnvValue | None = None
-    rate_limit: float = 20.0
-    parallelism: int = 8
-    timeout: float = 30.0
-    max_retry_wait: float = 60.0
+    rate_limit: float = RATE_LIMIT
+    parallelism: int = PARALLELISM
+    timeout: float = TIMEOUT
+    max_retry_wait: float = MAX_RETRY_WAIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,10 +239,10 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
             client_cert=text("api", "client_cert"),
             client_key=text("api", "client_key"),
             ca_bundle=text("api", "ca_bundle"),
-            rate_limit=float(api.get("rate_limit", 20)),
-            parallelism=int(api.get("parallelism", 8)),
-            timeout=float(api.get("timeout", 30)),
-            max_retry_wait=float(api.get("max_retry_wait", 60)),
+            rate_limit=float(api.get("rate_limit", RATE_LIMIT)),
+            parallelism=int(api.get("parallelism", PARALLELISM)),
+            timeout=float(api.get("timeout", TIMEOUT)),
+            max_retry_wait=float(api.get("max_retry_wait", MAX_RETRY_WAIT)),
         ),
         state=StateSettings(
             backend=state.get("backend", "file"),

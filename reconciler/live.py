@@ -126,11 +126,24 @@ def _callbacks(state: State, client: FleetClient, found: Refreshed) -> None:
             found.drift.append(Drift(DriftKind.CALLBACK_STATUS, address, f"status {record.status} -> {status}"))
             record.status = status
         spec = live_spec(wire.subscribe(match), record.spec)
-        if spec != record.spec:
-            found.drift.append(
-                Drift(DriftKind.CALLBACK_CHANGED, address, "its settings were changed outside reconciler")
-            )
+        paths = spec_differences(record.spec, spec)
+        if paths:
+            shown = ", ".join(paths)
+            detail = f"changed outside reconciler: {shown}; the next plan sets them back"
+            found.drift.append(Drift(DriftKind.CALLBACK_CHANGED, address, detail))
             record.spec = spec
+
+
+def spec_differences(recorded: dict[str, Any], live: dict[str, Any]) -> list[str]:
+    """The dotted paths where a live callback differs from the recorded one. DeepDiff, because this compares
+    an API's answer with a record: list order means nothing here (the API may return remoteTypes in another
+    order), and the report names paths. The planner's hot path keeps its flat comparator (reconciler.diff)."""
+    from deepdiff import DeepDiff  # loaded only by refresh
+
+    tree = DeepDiff(recorded, live, ignore_order=True, view="tree")
+    return sorted(
+        {".".join(str(step) for step in item.path(output_format="list")) for items in tree.values() for item in items}
+    )
 
 
 def _vehicle(state: State, desired: Desired, vin: str, status: dict[str, Any], found: Refreshed) -> list[Drift]:

@@ -204,9 +204,6 @@ class Limit:
             amount = Fraction(self.amount)
         return math.floor(amount * total / 100 if self.percent else amount)
 
-    def allows(self, count: int, total: int) -> bool:
-        return count <= self.allowed(total)
-
 
 @dataclass(frozen=True, slots=True)
 class GuardCheck:

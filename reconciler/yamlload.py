@@ -201,7 +201,7 @@ class _Problem(Exception):
 class _Frame:
     """A list or mapping being built, with what the limits need to know about it."""
 
-    __slots__ = ("anchor", "height", "index", "is_map", "key", "key_at", "key_text", "skip", "start", "value", "weight")
+    __slots__ = ("anchor", "height", "index", "is_map", "key", "key_at", "skip", "start", "value", "weight")
 
     def __init__(self, value: list[Any] | dict[Any, Any], index: _SeqIndex | _MapIndex, anchor: str | None) -> None:
         self.value = value
@@ -213,7 +213,6 @@ class _Frame:
         self.height = 1  # levels of nesting in it
         self.key: Any = _NO_KEY
         self.key_at = 0
-        self.key_text = ""
         self.skip = False  # the value of a duplicate key: parsed, not kept
 
 

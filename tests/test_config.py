@@ -268,11 +268,9 @@ def test_manifest_paths_stay_in_the_config_repo_unless_allowed(write: WriteFiles
 
 def test_limits_at_n_and_n_plus_one() -> None:
     percent = Limit.parse("25%")
-    assert percent.allows(25, 100)
-    assert not percent.allows(26, 100)
+    assert percent.allowed(100) == 25  # 25 let through, 26 not
     absolute = Limit.parse(3)
-    assert absolute.allows(3, 1000)
-    assert not absolute.allows(4, 1000)
+    assert absolute.allowed(1000) == 3
 
 
 @pytest.mark.parametrize(("value", "seconds"), [(90, 90.0), ("90s", 90.0), ("30m", 1800.0), ("2h", 7200.0)])
@@ -309,3 +307,12 @@ def test_a_settings_file_that_is_not_a_regular_file_is_named_so(tmp_path: Path) 
         assert [(d.rule, d.message) for d in raised.value.diagnostics] == [
             ("file-unreadable", f"{what}, not a regular file")
         ]
+
+
+def test_the_schema_documents_the_defaults_the_client_uses() -> None:
+    from reconciler import api
+    from reconciler.schema import load_schema
+
+    documented = load_schema("config.schema.json")["properties"]["api"]["properties"]
+    for name in ("rate_limit", "parallelism", "timeout", "max_retry_wait"):
+        assert documented[name]["default"] == getattr(api, name.upper()), name

@@ -89,3 +89,28 @@ def test_foreign_program_in_a_managed_slot_is_reported(repo: Path) -> None:  # n
         held = {p["slot"]: p["start"] for p in httpx.get(f"{box.root}/_sandbox/vehicles/{vin}").json()["programs"]}
         assert held[4] == "PT21H0M"
         assert run("plan", "--detailed-exitcode", cwd=repo, env=env).returncode == 0
+
+
+def test_callback_settings_changed_out_of_band_are_named_by_path(repo: Path) -> None:  # noqa: F811
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = environment(box)
+        assert run("apply", "--auto-approve", "--target", "callback:fleet-ops", cwd=repo, env=env).returncode == 0
+        with box.client() as client:
+            live = client.get(f"{box.fleet_url}/remote/callbacks").json()["_embedded"]["callbacks"][0]
+            body = {**live["subscribe"], "retryPolicy": {"policy": "Bounded", "retryNumber": 3, "retryDelay": 999}}
+            assert client.put(f"{box.fleet_url}/remote/callbacks/{live['id']}", json=body).status_code == 202
+        found = json.loads(run("refresh", "--format", "json", cwd=repo, env=env).stdout)
+        assert [(d["kind"], d["detail"]) for d in found["drift"]] == [
+            ("callback-changed", "changed outside reconciler: retryPolicy.retryDelay; the next plan sets them back")
+        ]
+        plan = run("plan", cwd=repo, env=env).stdout
+        assert "callback.fleet-ops will be updated" in plan
+
+
+def test_list_order_in_a_live_callback_is_no_drift() -> None:
+    from reconciler.live import spec_differences
+
+    recorded = {"remoteTypes": ["ThermalPreconditioning", "Horn"], "webhook": {"name": "a", "headers": {}}}
+    assert spec_differences(recorded, {**recorded, "remoteTypes": ["Horn", "ThermalPreconditioning"]}) == []
+    moved = {**recorded, "webhook": {"name": "b", "headers": {"X": "1"}}}
+    assert spec_differences(recorded, moved) == ["webhook.headers.X", "webhook.name"]

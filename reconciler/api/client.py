@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from reconciler import __version__
-from reconciler.api import wire
+from reconciler.api import MAX_RETRY_WAIT, PARALLELISM, RATE_LIMIT, TIMEOUT, wire
 from reconciler.api.breaker import Breaker
 from reconciler.api.limiter import RateLimiter
 from reconciler.clock import isotime, utcnow
@@ -50,10 +50,10 @@ class ApiConfig:
     client_cert: str | None = None
     client_key: str | None = None
     ca_bundle: str | None = None
-    rate_limit: float = 20.0
-    parallelism: int = 8
-    timeout: float = 30.0
-    max_retry_wait: float = 60.0
+    rate_limit: float = RATE_LIMIT
+    parallelism: int = PARALLELISM
+    timeout: float = TIMEOUT
+    max_retry_wait: float = MAX_RETRY_WAIT
 
 
 def tls_context(config: ApiConfig) -> ssl.SSLContext:
