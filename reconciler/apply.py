@@ -34,8 +34,9 @@ from reconciler.errors import (
 )
 from reconciler.model import Desired
 from reconciler.plan import Call, CallKind, CauseKind, Change, Plan
+from reconciler.render.progress import Progress
 from reconciler.state.backend import StateBackend
-from reconciler.state.journal import apply_result, begin, fold, intent, result
+from reconciler.state.journal import apply_result, begin, fold, intent, remote_of, result
 from reconciler.state.lock import Lease
 from reconciler.state.model import Outcome, State
 from reconciler.state.record import outcome_of, record_outcome, record_remote
@@ -72,16 +73,6 @@ class ApplyReport:
     @property
     def failed(self) -> list[CallResult]:
         return [r for r in self.results if not r.ok]
-
-
-class Progress:
-    """Where apply reports progress: nothing by default; the CLI passes a terminal or CI-log reporter."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, done: int, failed: int) -> None: ...
-
-    def finish(self) -> None: ...
 
 
 class Applier:
@@ -313,7 +304,11 @@ class Applier:
         self.backend.append_journal([result(entry, True, **posted)])
         with self.lock:  # the call object itself, not its journalled form: same record, less work
             self.open.pop(entry["id"], None)
-            record_remote(self.state, call, views, action_id, posted["posted_at"])
+            carried = [
+                (verb, program, views[str(address)]["schedule"])
+                for (verb, program), address in zip(call.programs, call.changes, strict=True)
+            ]
+            record_remote(self.state, call.vin, call.callback, carried, action_id, posted["posted_at"])
         return CallResult(call, True, action_id=action_id)
 
     def _changes(self, call: Call) -> list[Change]:
@@ -461,16 +456,16 @@ def recover(state: State, backend: StateBackend, client: FleetClient | None) -> 
 def _adopt_remote(state: State, client: FleetClient, entry: Mapping[str, Any]) -> None:
     """A remote a killed run posted without learning the answer: when the API has it, record it as posted."""
     try:
-        call = Call.from_dict(entry["call"])
+        vin, callback, carried = remote_of(entry)
     except (KeyError, TypeError, ValueError) as error:
         raise StateError(f"the journal is corrupt: a remote intent cannot be read ({error})") from error
-    record = state.callbacks.get(call.callback)
-    vehicle = state.vehicles_index.get(call.vin or "")
+    record = state.callbacks.get(callback)
+    vehicle = state.vehicles_index.get(vin)
     if record is None or vehicle is None:
         return
     found = client.find_remote(vehicle, record.id, entry["label"])
     if found is not None:
-        record_remote(state, call, entry.get("views") or {}, found[0], str(entry.get("at") or isotime(utcnow())))
+        record_remote(state, vin, callback, carried, found[0], str(entry.get("at") or isotime(utcnow())))
 
 
 def summary_lines(report: ApplyReport, waited: bool) -> list[str]:

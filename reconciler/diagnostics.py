@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from reconciler.errors import ExitCode
 
 # no value a user wrote may make a message unbounded: values are clipped, and a message is cut past this
 MAX_MESSAGE = 2000
@@ -67,3 +70,12 @@ class Diagnostic:
 
 def sort_key(diagnostic: Diagnostic) -> tuple[Source, str, str]:
     return (diagnostic.source, diagnostic.rule, diagnostic.message)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What `validate` found, ready to render."""
+
+    diagnostics: Sequence[Diagnostic]
+    exit_code: ExitCode
+    summary: dict[str, int]

@@ -32,8 +32,9 @@ if TYPE_CHECKING:  # the API client and httpx load only for the commands that ca
     import httpx
 
     from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
-    from reconciler.apply import ApplyReport, Progress
+    from reconciler.apply import ApplyReport
     from reconciler.live import Refreshed
+    from reconciler.render.progress import Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,9 @@ class Workspace:
 def open_workspace(config: Path, environ: Mapping[str, str]) -> Workspace:
     settings = load_settings(config, environ)
     fleet = settings.require(settings.fleet, "fleet")
-    return Workspace(settings, fleet, open_backend(settings), settings.diagnostics)
+    state = settings.state
+    path = settings.path(state.path, "state.path") if state.path is not None else None
+    return Workspace(settings, fleet, open_backend(state.backend, path), settings.diagnostics)
 
 
 def plan_changes(

@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler.config import load_settings
-from reconciler.diagnostics import Diagnostic, Severity, sort_key
+from reconciler.diagnostics import Diagnostic, Report, Severity, sort_key
 from reconciler.errors import ConfigError, ExitCode
 from reconciler.manifests import load_manifests
-from reconciler.render.diagnostics import Report
 
 
 def validate_project(config: Path, environ: Mapping[str, str], *, strict: bool = False) -> Report:

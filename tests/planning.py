@@ -94,7 +94,7 @@ def plan(want: Desired, have: State | None, **options: Any) -> Plan:
 
 def record_success(result: Plan, recorded: State, want: Desired) -> State:
     """What a fully successful apply of `result` records: callbacks created, every remote accepted, then Success."""
-    views = {c.address: c.after or c.before for c in result.changes}
+    views = {c.address: c.after or c.before for c in result.changes}  # every slot change has a view
     stamp = isotime(NOW)
     for index, call in enumerate(result.calls):
         if call.kind is CallKind.CREATE_CALLBACK:
@@ -103,6 +103,11 @@ def record_success(result: Plan, recorded: State, want: Desired) -> State:
             record_callback(recorded, call.callback, f"id-{index}", spec, secrets, wanted.status)
         elif call.kind is CallKind.REMOTE:
             action_id = f"r{recorded.serial}-{index}"
-            record_remote(recorded, call, views, action_id, stamp)  # type: ignore[arg-type]
+            assert call.vin is not None
+            carried = [
+                (verb, program, views[address]["schedule"])  # type: ignore[index]
+                for (verb, program), address in zip(call.programs, call.changes, strict=True)
+            ]
+            record_remote(recorded, call.vin, call.callback, carried, action_id, stamp)
             assert record_outcome(recorded, action_id, "Success", status="Success", at=stamp)
     return recorded

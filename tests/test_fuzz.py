@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.config import load_settings
+from reconciler.diagnostics import Report
 from reconciler.errors import ConfigError, ExitCode, ManifestError
 from reconciler.manifests import load_desired, load_manifests
-from reconciler.render.diagnostics import Report
 from reconciler.validate import validate_project
 from tests.conftest import REPO
 

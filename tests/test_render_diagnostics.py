@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 
-from reconciler.diagnostics import Diagnostic, Severity, Source
+from reconciler.diagnostics import Diagnostic, Report, Severity, Source
 from reconciler.errors import ExitCode
-from reconciler.render.diagnostics import Report, render_github, render_json, render_text
+from reconciler.render.diagnostics import render_github, render_json, render_text
 
 SUMMARY = dict(files=2, documents=3, callbacks=1, groups=1, schedules=1, vehicles=1, slots=2, errors=1, warnings=1)
 DIAGNOSTICS = [

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
-from reconciler.diagnostics import Diagnostic
+from reconciler.diagnostics import Report
 from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, exit_code_for
 from reconciler.words import plural
 
 FORMAT_VERSION = "1.0"
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """What `validate` found, ready to render."""
-
-    diagnostics: Sequence[Diagnostic]
-    exit_code: ExitCode
-    summary: dict[str, int]
 
 
 def render_text(report: Report, out: TextIO) -> None:

@@ -12,8 +12,10 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler.address import Address
+from reconciler.api import wire
 from reconciler.errors import StateError
-from reconciler.plan import Call
+from reconciler.model import Program
 from reconciler.state.model import State
 from reconciler.state.record import forget_callback, record_callback, record_remote
 
@@ -44,8 +46,23 @@ def apply_result(state: State, entry: Mapping[str, Any], outcome: Mapping[str, A
     elif op == "delete-callback":
         forget_callback(state, entry["name"])
     elif op == "remote":
-        call = Call.from_dict(entry["call"])
-        record_remote(state, call, entry["views"], outcome["action_id"], outcome["posted_at"])
+        vin, callback, carried = remote_of(entry)
+        record_remote(state, vin, callback, carried, outcome["action_id"], outcome["posted_at"])
+
+
+def remote_of(entry: Mapping[str, Any]) -> tuple[str, str, list[tuple[str, Program, str]]]:
+    """(VIN, callback, [(actionsType, program, schedule)]) of a remote's intent (its call as the plan wrote it,
+    and the schedule of each change address); KeyError, TypeError or ValueError when it is not one."""
+    call, views = entry["call"], entry.get("views") or {}
+    vin, callback = call["vin"], call["callback"]
+    if not isinstance(vin, str) or not isinstance(callback, str):
+        raise ValueError("a remote intent names no VIN or callback")
+    carried = []
+    for program_entry, text in zip(call["programs"], call["changes"], strict=True):
+        verb, program = wire.entry_program(program_entry)
+        schedule = (views.get(str(Address.parse(text))) or {}).get("schedule", "")
+        carried.append((verb, program, str(schedule)))
+    return vin, callback, carried
 
 
 def fold(state: State, entries: Iterable[Mapping[str, Any]], origin: str = "the journal") -> list[Mapping[str, Any]]:

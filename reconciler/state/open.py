@@ -1,15 +1,17 @@
-"""Choosing the state backend from the settings."""
+"""Choosing the state backend: the one place that knows which backends exist."""
 
 from __future__ import annotations
 
-from reconciler.config import Settings
+from pathlib import Path
+
 from reconciler.errors import StateError
 from reconciler.state.backend import StateBackend
 from reconciler.state.file import FileBackend
 
 
-def open_backend(settings: Settings) -> StateBackend:
-    if settings.state.backend == "file":
-        assert settings.state.path is not None
-        return FileBackend(settings.path(settings.state.path, "state.path"))
-    raise StateError(f"state backend '{settings.state.backend}' is not available in this version")
+def open_backend(kind: str, path: Path | None = None) -> StateBackend:
+    """The backend `kind` (state.backend in reconciler.yaml) storing at `path` (file backend)."""
+    if kind == "file":
+        assert path is not None
+        return FileBackend(path)
+    raise StateError(f"state backend '{kind}' is not available in this version")

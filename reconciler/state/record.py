@@ -6,11 +6,11 @@ these functions, so a state only ever changes in these few ways.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from reconciler.clock import earlier
-from reconciler.plan import Call
+from reconciler.model import Program
 from reconciler.state.model import DONE, FINAL, ActionRecord, CallbackRecord, Outcome, SlotKind, SlotRecord, State
 
 
@@ -25,19 +25,21 @@ def forget_callback(state: State, name: str) -> None:
 
 
 def record_remote(
-    state: State, call: Call, views: Mapping[str, Mapping[str, Any]], action_id: str, posted_at: str
+    state: State,
+    vin: str,
+    callback: str,
+    carried: Iterable[tuple[str, Program, str]],
+    action_id: str,
+    posted_at: str,
 ) -> None:
     """A remote the API accepted: its slots now hold (or are being cleared of) the programs it carried.
 
-    `views` maps each change address of the call (written as text: the journal holds them) to its after (Set) or
-    before (Delete) view, for the schedule.
+    `carried`: (actionsType Set or Delete, program, schedule that asked for it) of each slot in the remote.
     """
-    assert call.vin is not None
-    slots = state.slots.setdefault(call.vin, {})
-    for (verb, program), address in zip(call.programs, call.changes, strict=True):
-        schedule = str(views.get(str(address), {}).get("schedule", ""))
-        slots[program.slot] = SlotRecord(program, call.callback, action_id, SlotKind(verb), schedule)
-    state.actions[action_id] = ActionRecord(call.vin, call.callback, posted_at)
+    slots = state.slots.setdefault(vin, {})
+    for verb, program, schedule in carried:
+        slots[program.slot] = SlotRecord(program, callback, action_id, SlotKind(verb), schedule)
+    state.actions[action_id] = ActionRecord(vin, callback, posted_at)
 
 
 def record_outcome(
