@@ -7,6 +7,10 @@ complete, so a run killed at any moment loses nothing the API accepted. A failed
 a systemic failure (the client's breaker), a signal or a lost lock stops the whole run: nothing more is sent,
 what is in flight finishes and is recorded. A remote carries a label unique to its journal intent, so one
 whose answer was lost is found on the API (by the client, or by the next run's recovery) instead of sent twice.
+
+Longer than most modules, on purpose: the executor's parts (ordering, the worker pool, each call kind, the
+journal, the saves, waiting for outcomes) share one lock, one journal and one report; split apart, each would
+reach into the others' state.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,13 +34,12 @@ from reconciler.errors import (
     ApiStatusError,
     ApiUnavailableError,
     RunInterrupted,
-    StateError,
 )
 from reconciler.model import Desired
 from reconciler.plan import Call, CallKind, CauseKind, Change, Plan
 from reconciler.render.progress import Progress
 from reconciler.state.backend import StateBackend
-from reconciler.state.journal import apply_result, begin, fold, intent, remote_of, result
+from reconciler.state.journal import apply_result, begin, intent, result
 from reconciler.state.lock import Lease
 from reconciler.state.model import Outcome, State
 from reconciler.state.record import outcome_of, record_outcome, record_remote
@@ -422,50 +425,6 @@ class Applier:
                 if action.outcome == Outcome.FAILED:
                     causes[action.cause or "unknown"] += 1
         self.report.outcomes, self.report.causes = counts, causes
-
-
-def recover(state: State, backend: StateBackend, client: FleetClient | None) -> int:
-    """Fold what a previous run journalled into `state`, and resolve on the API the calls whose outcome is
-    unknown: a callback create by its label, a remote by the label it was posted with.
-
-    Returns how many journal entries were folded. Without a client (plan), unknown calls stay unknown and the
-    next writer resolves them.
-    """
-    entries = backend.read_journal()
-    if not entries:
-        return 0
-    unknown = fold(state, entries, str(getattr(backend, "journal_path", "the journal")))
-    if client is not None:
-        creates = [entry for entry in unknown if entry["op"] == "create-callback"]
-        if creates:
-            existing = client.callbacks()
-            for entry in creates:
-                found = wire.labelled(existing, str(entry.get("name")))
-                if found is not None:  # created: recorded with the status the API shows, not the one wanted
-                    apply_result(state, {**entry, "status": found[1]}, {"callback_id": found[0]})
-        for entry in unknown:
-            if entry["op"] == "remote" and isinstance(entry.get("label"), str):
-                _adopt_remote(state, client, entry)
-    try:  # whatever the journal held, the state it made must read back
-        State.from_dict(state.to_dict(), "the state recovered from the journal")
-    except StateError as error:
-        raise StateError(f"{error}; nothing was saved") from error
-    return len(entries)
-
-
-def _adopt_remote(state: State, client: FleetClient, entry: Mapping[str, Any]) -> None:
-    """A remote a killed run posted without learning the answer: when the API has it, record it as posted."""
-    try:
-        vin, callback, carried = remote_of(entry)
-    except (KeyError, TypeError, ValueError) as error:
-        raise StateError(f"the journal is corrupt: a remote intent cannot be read ({error})") from error
-    record = state.callbacks.get(callback)
-    vehicle = state.vehicles_index.get(vin)
-    if record is None or vehicle is None:
-        return
-    found = client.find_remote(vehicle, record.id, entry["label"])
-    if found is not None:
-        record_remote(state, vin, callback, carried, found[0], str(entry.get("at") or isotime(utcnow())))
 
 
 def summary_lines(report: ApplyReport, waited: bool) -> list[str]:

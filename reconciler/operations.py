@@ -19,7 +19,8 @@ from reconciler.errors import ApiUnavailableError, ConfigError, ExitCode, Reconc
 from reconciler.manifests import load_desired
 from reconciler.model import Desired
 from reconciler.plan import Plan, read_plan_file
-from reconciler.planner import PlanOptions, Selector, make_plan
+from reconciler.planner import PlanOptions, make_plan
+from reconciler.selectors import Selector
 from reconciler.state.backend import StateBackend
 from reconciler.state.events import fold_events, set_aside
 from reconciler.state.journal import fold
@@ -190,7 +191,7 @@ def writer_state(
     Without `save_events` (refresh: a drift check must not move the serial that saved plans are bound to),
     events are folded in memory only and stay in the events file for the next writer.
     """
-    from reconciler.apply import recover
+    from reconciler.recovery import recover
 
     state = workspace.load_state() or State.new(workspace.fleet)
     recovered = recover(state, workspace.backend, client)

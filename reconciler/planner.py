@@ -22,7 +22,6 @@ from reconciler.callbacks import callback_spec, fingerprints
 from reconciler.clock import parse_time
 from reconciler.diff import diff_values
 from reconciler.envsubst import SENSITIVE, SENSITIVE_CHANGED
-from reconciler.errors import UsageError
 from reconciler.model import Desired, Program, SlotAssignment
 from reconciler.plan import (
     Action,
@@ -38,6 +37,7 @@ from reconciler.plan import (
     NoticeKind,
     Plan,
 )
+from reconciler.selectors import Selector, check_selectors, select
 from reconciler.state.model import DONE, ActionRecord, Outcome, SlotKind, SlotRecord, State
 
 # causes that retrying will not fix; every other failure cause is treated as transient
@@ -50,23 +50,6 @@ PERMANENT_CAUSES = frozenset(
         "CanceledByDriver",
     }
 )
-SELECTOR_KINDS = ("vin", "group", "schedule", "callback")
-
-
-@dataclass(frozen=True, slots=True)
-class Selector:
-    kind: str
-    value: str
-
-    @classmethod
-    def parse(cls, text: str) -> Selector:
-        kind, _, value = text.partition(":")
-        if kind not in SELECTOR_KINDS or not value:
-            raise UsageError(f"invalid selector '{text}': use vin:VIN, group:NAME, schedule:NAME or callback:NAME")
-        return cls(kind, value.upper() if kind == "vin" else value)
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.value}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +66,7 @@ class PlanOptions:
 
 def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOptions) -> Plan:
     """Everything needed to move the recorded state to the desired one, as changes and calls."""
-    _check_selectors(desired, state, options)
+    check_selectors(desired, state, options.targets, options.excludes)
     recorded = state or State(lineage="", serial=0, fleet=fleet, salt="")
     changes = _callback_changes(desired, recorded, options)
     notices: list[Notice] = []
@@ -110,7 +93,7 @@ def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOp
             notices,
         )
     everything = changes + slot_changes
-    kept = _select(everything, desired, options)
+    kept = select(everything, desired, options.targets, options.excludes)
     calls, kept = _calls(kept)
     return Plan(
         fleet=fleet,
@@ -326,66 +309,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m" if minutes else f"{int(seconds)}s"
 
 
-# ---- selection, calls, guards ------------------------------------------------------------------------------
-
-
-def _check_selectors(desired: Desired, state: State | None, options: PlanOptions) -> None:
-    """UsageError (exit 64) for a selector that can match nothing: a typo must not pass for "no changes"."""
-    for selector in (*options.targets, *options.excludes):
-        if selector.kind == "vin":
-            if selector.value not in desired.vehicles and (state is None or selector.value not in state.slots):
-                raise UsageError(
-                    f"unknown vehicle '{selector.value}' in selector {selector}: no schedule selects it "
-                    "and the state records nothing for it"
-                )
-            continue
-        if selector.kind == "callback":
-            if selector.value not in desired.callbacks and (state is None or selector.value not in state.callbacks):
-                raise UsageError(
-                    f"unknown callback '{selector.value}' in selector {selector}: the manifests do not define it "
-                    "and the state records nothing for it"
-                )
-            continue
-        if selector.kind == "schedule" and selector.value not in desired.schedules:
-            recorded = state is not None and any(
-                record.schedule == selector.value for records in state.slots.values() for record in records.values()
-            )
-            if not recorded:  # a removed schedule's slots are still recorded until they are deleted
-                raise UsageError(f"unknown schedule '{selector.value}' in selector {selector}")
-        if selector.kind == "group" and selector.value not in desired.groups:
-            raise UsageError(f"unknown group '{selector.value}' in selector {selector}")
-
-
-def _matches(change: Change, selector: Selector, desired: Desired) -> bool:
-    if change.address.is_callback:
-        return selector.kind == "callback" and change.address.key == selector.value
-    vin = change.address.key
-    views = [view for view in (change.before, change.after) if view is not None]
-    if selector.kind == "vin":
-        return vin == selector.value
-    if selector.kind == "group":
-        return vin in desired.groups[selector.value]
-    return any(view[selector.kind] == selector.value for view in views)
-
-
-def _select(changes: list[Change], desired: Desired, options: PlanOptions) -> list[Change]:
-    if not options.targets and not options.excludes:
-        return changes
-    kept = [
-        change
-        for change in changes
-        if (not options.targets or any(_matches(change, s, desired) for s in options.targets))
-        and not any(_matches(change, s, desired) for s in options.excludes)
-    ]
-    # a vehicle call needs its callback to exist: keep the creation of any callback a kept slot goes through
-    needed = {change.after["callback"] for change in kept if change.kind == "slot" and change.after}
-    chosen = {change.address for change in kept}
-    for change in changes:
-        wanted = change.action is Action.CREATE and change.address.is_callback and change.address.key in needed
-        if wanted and change.address not in chosen:
-            kept.append(change)
-    order = {id(change): index for index, change in enumerate(changes)}
-    return sorted(kept, key=lambda change: order[id(change)])
+# ---- calls, guards ------------------------------------------------------------------------------
 
 
 def _calls(changes: list[Change]) -> tuple[list[Call], list[Change]]:

@@ -12,6 +12,9 @@ MAX_ALIAS_VALUES values to a document (an alias bomb of a few hundred bytes woul
 billions), an alias may not refer to the value that contains it, nesting stops at MAX_DEPTH, integers at
 MAX_INT_DIGITS digits, files at MAX_FILE_SIZE bytes, and only regular files are read (a FIFO would block
 forever, /dev/zero never ends).
+
+Longer than most modules, on purpose: the event builder, its position index and its bounds are one
+mechanism; split apart, the bounds could be bypassed by a path that builds values without them.
 """
 
 from __future__ import annotations

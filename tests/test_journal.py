@@ -9,8 +9,9 @@ import httpx
 
 from reconciler.address import Address
 from reconciler.api.client import ApiConfig, FleetClient
-from reconciler.apply import ApplyReport, CallResult, changes_left, recover
+from reconciler.apply import ApplyReport, CallResult, changes_left
 from reconciler.plan import Action, Call, CallKind, Cause, CauseKind, Change, Plan
+from reconciler.recovery import recover
 from reconciler.render.progress import StreamProgress
 from reconciler.state.file import FileBackend
 from reconciler.state.journal import fold, intent, result

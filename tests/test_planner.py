@@ -9,7 +9,7 @@ import pytest
 from reconciler.envsubst import SENSITIVE_CHANGED
 from reconciler.errors import ExitCode, GuardError, UsageError
 from reconciler.plan import Action, CallKind, FieldDiff, Limit
-from reconciler.planner import Selector
+from reconciler.selectors import Selector
 from reconciler.state.model import SlotRecord
 from tests.planning import VIN_A, VIN_B, VIN_C, action, callback, desired, plan, program, state
 

@@ -15,12 +15,13 @@ import httpx
 import pytest
 
 from reconciler.api.client import ApiConfig, FleetClient
-from reconciler.apply import Applier, recover
+from reconciler.apply import Applier
 from reconciler.callbacks import callback_spec, fingerprint
 from reconciler.errors import LockLostError
 from reconciler.operations import apply_changes, open_workspace
 from reconciler.plan import Action
 from reconciler.planner import PlanOptions, make_plan
+from reconciler.recovery import recover
 from reconciler.state.backend import LockInfo
 from reconciler.state.file import FileBackend
 from reconciler.state.lock import Lease

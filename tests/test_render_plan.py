@@ -14,11 +14,11 @@ import pytest
 
 from reconciler.model import Desired
 from reconciler.plan import Limit, Plan
-from reconciler.planner import Selector
 from reconciler.render.blocks import days_text, hhmm
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
+from reconciler.selectors import Selector
 from reconciler.state.model import SlotRecord
 from tests.planning import VIN_A, VIN_B, VIN_C, action, callback, desired, plan, program, state
 

@@ -3,6 +3,9 @@
 Every API response carries the rate-limit headers; a pure ASGI gate in front of the routes applies latency,
 authentication, rate limits and injected 500s before a route runs, and can abort a connection after a route
 has done its work (the ambiguous "accepted, but the answer was lost" case clients must survive).
+
+Longer than most modules, on purpose: the emulator's routes read as one table of the API (create_app),
+each next to the JSON it answers, as the vendor's reference lists them.
 """
 
 from __future__ import annotations
