@@ -10,7 +10,7 @@ import pytest
 from reconciler.config import Limit, load_settings, parse_duration
 from reconciler.diagnostics import Severity
 from reconciler.errors import ConfigError, ExitCode
-from tests.conftest import WriteFiles
+from tests.files import WriteFiles
 
 FULL = """
 fleet: 0a123bc5d1e873066454b4d9

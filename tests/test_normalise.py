@@ -15,7 +15,7 @@ from reconciler import schema
 from reconciler.manifests import load_manifests
 from reconciler.manifests.normalise import canonical_days, canonical_start, normalise_document, parse_start
 from reconciler.model import DAYS, Program, SlotAssignment
-from tests.conftest import EXAMPLES
+from tests.files import EXAMPLES
 from tests.official import official_errors
 
 
