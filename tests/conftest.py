@@ -1,4 +1,8 @@
-"""Shared fixtures: no network beyond this machine, and throwaway config repos."""
+"""Shared fixtures: no network beyond this machine, and throwaway config repos.
+
+Helpers that are not fixtures live in plain modules beside this one (files, commands, servers, webhooks,
+mockapi, planning, official); test modules import only from those, never from one another.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,33 @@ import ipaddress
 import os
 import socket
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-REPO = Path(__file__).parent.parent
-EXAMPLES = REPO / "examples"
-VENDOR = REPO / "vendor" / "stellantis"  # the official OpenAPI files, with a note of their origin
+from tests.files import WriteFiles, copy_examples
+
+_STARTED_IN = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    item.stash[_STARTED_IN] = os.getcwd()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Each test ends where it started, once its fixtures are gone: one that moved elsewhere would change what
+    the tests after it read, and they would pass or fail by the order they run in."""
+    result = yield
+    before, after = item.stash.get(_STARTED_IN, None), os.getcwd()
+    if before is not None and after != before:
+        os.chdir(before)
+        pytest.fail(f"the test left the working directory at {after}, not {before}: use monkeypatch.chdir")
+    return result
+
 
 _connect = socket.socket.connect
 
@@ -47,9 +69,6 @@ def chdir(tmp_path: Path) -> Iterator[Path]:
         os.chdir(before)
 
 
-WriteFiles = Callable[..., Path]
-
-
 @pytest.fixture
 def write(tmp_path: Path) -> WriteFiles:
     """write({"path": "text", ...}) -> tmp_path, dedenting each text."""
@@ -65,3 +84,9 @@ def write(tmp_path: Path) -> WriteFiles:
         return root
 
     return _write
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A copy of examples/: a complete config repo, with no state yet."""
+    return copy_examples(tmp_path / "repo")

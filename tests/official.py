@@ -13,7 +13,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from reconciler.yamlload import load_file
-from tests.conftest import VENDOR
+from tests.files import VENDOR
 
 API = VENDOR / "api-b2b.yaml"
 WEBHOOK = VENDOR / "api-b2b-webhook-template-v3.yaml"

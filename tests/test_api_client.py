@@ -3,55 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
+from reconciler.api.client import ApiConfig
 from reconciler.api.limiter import RateLimiter
 from reconciler.api.wire import callback_body as api_body
 from reconciler.api.wire import program_entry
 from reconciler.errors import ApiRequestError, ApiStatusError
 from reconciler.model import Program
+from tests.mockapi import Recorder, client, error
 from tests.official import official_errors
 from tests.planning import callback
-
-CONFIG = ApiConfig("https://api.example/connectedcar/v3", "app-1", "mzp", "pw", rate_limit=1000, parallelism=2)
-FLEET = "fleet-1"
-
-
-class Recorder:
-    def __init__(self, answers: list[httpx.Response | Exception] | Callable[[httpx.Request], httpx.Response]) -> None:
-        self.answers = answers
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if callable(self.answers):
-            return self.answers(request)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
-def client(recorder: Recorder, sleeps: list[float] | None = None) -> FleetClient:
-    record = sleeps if sleeps is not None else []
-    return FleetClient(
-        CONFIG,
-        FLEET,
-        transport=httpx.MockTransport(recorder),
-        retry=RetryPolicy(attempts=4, base=0.5, cap=2.0),
-        sleep=record.append,
-    )
-
-
-def error(status: int, code: int, message: str = "nope", **headers: str) -> httpx.Response:
-    return httpx.Response(
-        status, json={"code": code, "uuid": "u-1", "message": message, "timestamp": "t"}, headers=headers
-    )
 
 
 def test_requests_carry_basic_auth_client_id_and_accept() -> None:

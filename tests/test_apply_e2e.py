@@ -6,87 +6,29 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reconciler.manifests import load_desired
 from reconciler.state.backend import LockInfo
 from reconciler.state.file import FileBackend
 from reconciler.vin import make_vin
-from tests.conftest import EXAMPLES
+from tests.commands import ALLOW, SECRETS, apply, calls, desired_programs, environment, held_programs, labels, run
+from tests.files import edit
 from tests.servers import Sandbox, sandbox
-from tests.test_cli import SECRETS, run
 
-
-def environment(box: Sandbox) -> dict[str, str]:
-    return {
-        **SECRETS,
-        "FLEET_API_CLIENT_ID": box.settings.client_id,
-        "FLEET_API_USERNAME": box.settings.username,
-        "FLEET_API_PASSWORD": box.settings.password,
-        "RECONCILER_API_URL": box.api,
-        "RECONCILER_API_RATE_LIMIT": "500",
-    }
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler"))
-    return tmp_path / "repo"
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def box() -> Iterator[Sandbox]:
     with sandbox(vehicles=40) as running:
         yield running
-
-
-def apply(repo: Path, box: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    return run("apply", "--auto-approve", *args, cwd=repo, env=environment(box))
-
-
-def desired_programs(repo: Path) -> dict[str, dict[int, tuple[str, tuple[str, ...]]]]:
-    desired, _ = load_desired([repo / "manifests"], SECRETS)
-    return {
-        vin: {a.program.slot: (a.program.start, a.program.days) for a in slots}
-        for vin, slots in desired.vehicles.items()
-        if slots
-    }
-
-
-def held_programs(box: Sandbox) -> dict[str, dict[int, tuple[str, tuple[str, ...]]]]:
-    return {
-        v["vin"]: {p["slot"]: (p["start"], tuple(p["occurence"]["day"])) for p in v["programs"]}
-        for v in box.inspect("vehicles")["vehicles"]
-        if v["programs"]
-    }
-
-
-def calls(box: Sandbox) -> Counter[str]:
-    return Counter(box.inspect("stats")["calls"])
-
-
-def labels(box: Sandbox) -> list[str]:
-    """Labels of the fleet's callbacks (asked again while a fault knob answers 500 or 429)."""
-    with box.client() as client:
-        listed = box.wait(
-            lambda: (r := client.get(f"{box.fleet_url}/remote/callbacks")).status_code == 200 and r.json()
-        )
-    return [c["subscribe"]["label"] for c in listed["_embedded"]["callbacks"]]
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
 
 
 def test_apply_examples_converges_and_a_second_apply_writes_nothing(repo: Path, box: Sandbox) -> None:
@@ -234,9 +176,6 @@ def test_missing_api_credentials_are_named(repo: Path, box: Sandbox) -> None:
     )
 
 
-ALLOW = ("--allow", "max_changed_vehicles", "--allow", "max_deleted_slots")
-
-
 def converge(repo: Path, box: Sandbox, attempts: int = 8, *args: str) -> list[subprocess.CompletedProcess[str]]:
     runs = []
     for _ in range(attempts):
@@ -285,7 +224,6 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(repo: Path) -> None:
         assert labels(box) == ["fleet-ops"]
 
 
-@pytest.mark.slow
 def test_killed_at_random_moments_then_rerun_converges(repo: Path) -> None:
     rng = random.Random(20261125)
     with sandbox(vehicles=40, latency_ms=15) as box:

@@ -5,14 +5,13 @@ Every case is one file under fixtures/bad/, loaded together with the valid manif
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from reconciler.errors import ExitCode, ManifestError
 from reconciler.manifests import load_desired, load_manifests
-from tests.conftest import FIXTURES
+from tests.files import FIXTURES
 
 BASE = "base/base.yaml"
 # file -> (rule, "line:col: message") for every error it must produce, in order
@@ -176,8 +175,10 @@ CASES: dict[str, list[tuple[str, str]]] = {
 
 
 @pytest.fixture(autouse=True)
-def in_fixtures() -> None:
-    os.chdir(FIXTURES)  # so files are named relative to fixtures/, as a user's repo names them
+def in_fixtures(monkeypatch: pytest.MonkeyPatch) -> None:
+    # so files are named relative to fixtures/, as a user's repo names them; the tests after these start where
+    # they would have alone
+    monkeypatch.chdir(FIXTURES)
 
 
 def test_every_case_file_is_listed() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
 from reconciler.errors import ApiAnswerError, ApiRequestError, ApiStatusError, ApiUnavailableError, RunInterrupted
-from tests.test_api_client import CONFIG, FLEET, Recorder, client, error
+from tests.mockapi import CONFIG, FLEET, Recorder, client, error
 
 
 def status_ok(vehicle: str) -> httpx.Response:

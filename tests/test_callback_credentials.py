@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES
-from tests.test_cli import SECRETS, run
+from tests.commands import SECRETS, run
 
 CALLBACK = """kind: Callback
 name: fleet-ops
@@ -17,12 +15,6 @@ webhook:
   target: https://hooks.example.com/stellantis
 {attributes}remoteTypes: [ThermalPreconditioning]
 """
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
-    return tmp_path / "repo"
 
 
 def with_callback(repo: Path, attributes: str) -> Path:

@@ -12,29 +12,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from tests.conftest import EXAMPLES, FIXTURES, WriteFiles
-
-
-def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "FLEET_API_", "WEBHOOK_"))}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-SECRETS = {
-    "FLEET_API_CLIENT_ID": "client-canary-1",
-    "FLEET_API_USERNAME": "user-canary-2",
-    "FLEET_API_PASSWORD": "password-canary-3",
-    "WEBHOOK_AUTH": "Basic webhook-canary-4",
-}
+from tests.commands import SECRETS, run
+from tests.files import EXAMPLES, FIXTURES, WriteFiles
 
 
 def test_examples_validate_with_chdir_and_secrets_never_shown() -> None:
@@ -132,6 +111,24 @@ def test_help_and_version_exit_0() -> None:
     version = run("--version")
     assert version.returncode == 0
     assert version.stdout.startswith("reconciler, version ")
+
+
+def test_the_installed_reconciler_script_is_the_cli_and_passes_its_exit_code_on(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("reconciler")  # what pip installed beside this interpreter
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "FLEET_API_", "WEBHOOK_"))}
+
+    def script_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *args], env={**environ, **SECRETS}, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    valid = script_run("-C", str(EXAMPLES), "validate")
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    assert valid.stdout.strip().splitlines()[-1].startswith("Valid: 3 files, 1 callback")
+    assert script_run("-C", str(EXAMPLES), "nonsense").returncode == 64
+    missing = script_run("-C", str(tmp_path), "validate")
+    assert missing.returncode == 7
+    assert missing.stdout.startswith("reconciler.yaml: no such file")
 
 
 def test_missing_config_is_exit_7(tmp_path: Path) -> None:

@@ -3,38 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
-from reconciler.manifests import load_desired
-from reconciler.planner import PlanOptions, make_plan
 from reconciler.state.backend import LockInfo
-from reconciler.state.file import FileBackend
-from reconciler.state.model import State
-from tests.conftest import EXAMPLES
-from tests.planning import record_success
-from tests.test_cli import SECRETS, run
+from tests.commands import SECRETS, record_converged, run
 
 FLEET = "0a123bc5d1e873066454b4d9"
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
-    return tmp_path / "repo"
-
-
-def converge(repo: Path) -> FileBackend:
-    """Record the examples as applied and successful, the way apply will."""
-    desired, _ = load_desired([repo / "manifests"], SECRETS)
-    state = State.new(FLEET)
-    record_success(make_plan(desired, None, FLEET, PlanOptions(now=datetime.now(UTC))), state, desired)
-    backend = FileBackend(repo / ".reconciler" / "state.json")
-    backend.save(state, None)
-    return backend
 
 
 def test_first_plan_creates_everything_and_detailed_exitcode(repo: Path) -> None:
@@ -50,14 +24,14 @@ def test_first_plan_creates_everything_and_detailed_exitcode(repo: Path) -> None
 
 
 def test_converged_fleet_has_no_changes(repo: Path) -> None:
-    converge(repo)
+    record_converged(repo)
     result = run("plan", "--detailed-exitcode", cwd=repo, env=SECRETS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == "No changes: the manifests match the recorded state (serial 1).\n"
 
 
 def test_one_edited_slot_is_one_call(repo: Path) -> None:
-    converge(repo)
+    record_converged(repo)
     schedules = repo / "manifests" / "schedules.yaml"
     schedules.write_text(schedules.read_text().replace("start: PT8H30M", 'start: "08:15"'))
     result = run("plan", "--format", "json", "--detailed-exitcode", cwd=repo, env=SECRETS)
@@ -94,7 +68,7 @@ def test_saved_plan_is_shown_and_tampering_is_refused(repo: Path) -> None:
 def test_secrets_never_reach_outputs_plan_files_or_state(repo: Path) -> None:
     canary = "Basic canary-5e6f7a"
     env = {**SECRETS, "WEBHOOK_AUTH": canary}
-    backend = converge(repo)
+    backend = record_converged(repo)
     outputs = [
         run("plan", *args, cwd=repo, env=env)
         for args in (["--out", "p.json"], ["--format", "json"], ["--format", "markdown"])
@@ -110,7 +84,7 @@ def test_secrets_never_reach_outputs_plan_files_or_state(repo: Path) -> None:
 
 
 def test_rotated_webhook_secret_shows_as_sensitive_changed(repo: Path) -> None:
-    converge(repo)
+    record_converged(repo)
     result = run("plan", cwd=repo, env={**SECRETS, "WEBHOOK_AUTH": "Basic rotated"})
     assert "~ webhook.headers.Authorization: (sensitive, changed)" in result.stdout
     assert "rotated" not in result.stdout
@@ -142,14 +116,14 @@ def test_invalid_manifests_stop_plan_with_exit_7(repo: Path) -> None:
 
 
 def test_state_belonging_to_another_fleet_is_refused(repo: Path) -> None:
-    converge(repo)
+    record_converged(repo)
     result = run("plan", cwd=repo, env={**SECRETS, "RECONCILER_FLEET": "other"})
     assert result.returncode == 1
     assert "belongs to fleet 0a123bc5d1e873066454b4d9, not other (fleet set at $RECONCILER_FLEET)" in result.stderr
 
 
 def test_state_list_show_rm(repo: Path) -> None:
-    backend = converge(repo)
+    backend = record_converged(repo)
     listed = run("state", "list", cwd=repo).stdout.splitlines()
     assert listed[0] == "callback.fleet-ops"
     assert len(listed) == 1 + 84
@@ -170,7 +144,7 @@ def test_state_list_show_rm(repo: Path) -> None:
 
 
 def test_writer_exits_5_while_locked_and_unlock_frees_it(repo: Path) -> None:
-    backend = converge(repo)
+    backend = record_converged(repo)
     holder = LockInfo.for_this_process("apply")
     holder = LockInfo(holder.id, "ci-runner", "build-host-7", 4242, "apply", holder.started, holder.expires)
     backend.acquire_lock(holder)

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from reconciler.config import load_settings
-from tests.conftest import REPO
-from tests.test_cli import run
+from tests.commands import measured, run
+from tests.files import REPO
 
 
 def test_print_config_gives_a_usable_reconciler_yaml(tmp_path: Path) -> None:
@@ -29,6 +30,7 @@ def test_print_config_gives_a_usable_reconciler_yaml(tmp_path: Path) -> None:
     assert "yaml-language-server" not in result.stdout
 
 
+@pytest.mark.slow
 def test_sandbox_serves_until_terminated() -> None:
     command = [
         sys.executable,
@@ -66,6 +68,7 @@ def test_bad_listen_address_is_a_usage_error() -> None:
     assert "listen address must be HOST:PORT" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_readme_demo_runs_end_to_end(tmp_path: Path) -> None:
     import shutil
     import socket
@@ -76,12 +79,14 @@ def test_the_readme_demo_runs_end_to_end(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "RECONCILER": f"{sys.executable} -m reconciler",
-        "SANDBOX_PORT": str(port),
-        "PYTHONPATH": str(REPO),
-    }
+    env = measured(
+        {
+            "PATH": "/usr/bin:/bin",
+            "RECONCILER": f"{sys.executable} -m reconciler",
+            "SANDBOX_PORT": str(port),
+            "PYTHONPATH": str(REPO),
+        }
+    )
     done = subprocess.run(
         ["bash", str(tmp_path / "examples" / "demo.sh")],
         capture_output=True,
@@ -103,12 +108,14 @@ def _demo(tmp_path: Path, port: str) -> subprocess.CompletedProcess[str]:
     shutil.copytree(
         REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log")
     )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "RECONCILER": f"{sys.executable} -m reconciler",
-        "SANDBOX_PORT": port,
-        "PYTHONPATH": str(REPO),
-    }
+    env = measured(
+        {
+            "PATH": "/usr/bin:/bin",
+            "RECONCILER": f"{sys.executable} -m reconciler",
+            "SANDBOX_PORT": port,
+            "PYTHONPATH": str(REPO),
+        }
+    )
     return subprocess.run(
         ["bash", str(tmp_path / "examples" / "demo.sh")],
         capture_output=True,
@@ -119,6 +126,7 @@ def _demo(tmp_path: Path, port: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_demo_stops_when_the_port_is_busy(tmp_path: Path) -> None:
     import socket
 
@@ -135,6 +143,7 @@ def test_the_demo_stops_when_the_port_is_busy(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_the_demo_stops_on_a_bad_port(tmp_path: Path) -> None:
     done = _demo(tmp_path, "99999")
     assert done.returncode == 1
@@ -142,6 +151,7 @@ def test_the_demo_stops_on_a_bad_port(tmp_path: Path) -> None:
     assert "listen address must be HOST:PORT with a port from 0 to 65535, not '127.0.0.1:99999'" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_sandbox_beyond_loopback_warns_of_its_fixed_credentials() -> None:
     command = [sys.executable, "-m", "reconciler", "sandbox", "--listen", "0.0.0.0:0", "--vehicles", "1"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO) as process:
@@ -156,6 +166,7 @@ def test_a_sandbox_beyond_loopback_warns_of_its_fixed_credentials() -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_loopback_sandbox_does_not_warn() -> None:
     command = [sys.executable, "-m", "reconciler", "sandbox", "--listen", "127.0.0.1:0", "--vehicles", "1"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO) as process:

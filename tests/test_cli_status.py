@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,19 +13,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.state.model import ActionRecord
-from tests.conftest import EXAMPLES, REPO
-from tests.test_apply_e2e import environment
-from tests.test_cli import SECRETS, run
-from tests.test_cli_plan import converge
-from tests.test_webhook import done_events, receiving, wait_for
+from tests.commands import SECRETS, environment, record_converged, run
+from tests.files import REPO
+from tests.webhooks import done_events, receiving, wait_for
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
-    return tmp_path / "repo"
-
-
+@pytest.mark.slow
 def test_show_state_and_status_count_the_same_outcomes_received_as_events(repo: Path) -> None:
     with receiving(repo) as (_, box, _root, backend):
         env = environment(box)
@@ -49,7 +41,7 @@ def test_show_state_and_status_count_the_same_outcomes_received_as_events(repo: 
 
 
 def test_show_state_writes_programs_as_the_plan_does(repo: Path) -> None:
-    converge(repo)
+    record_converged(repo)
     text = run("show", "--state", cwd=repo).stdout
     assert "Callbacks: 1\n  callback.fleet-ops: id id-0, Running\n" in text
     assert "Vehicles: 30 with 84 slots; 0 ids known\n" in text
@@ -64,7 +56,7 @@ def test_show_state_writes_programs_as_the_plan_does(repo: Path) -> None:
 
 
 def test_show_state_counts_of_one_are_singular(repo: Path) -> None:
-    backend = converge(repo)
+    backend = record_converged(repo)
     state = backend.load()
     assert state is not None
     vin = "VF3UHNKF5RL000005"
@@ -78,7 +70,7 @@ def test_show_state_counts_of_one_are_singular(repo: Path) -> None:
 
 
 def test_show_state_markdown_is_a_summary_table(repo: Path) -> None:
-    converge(repo)
+    record_converged(repo)
     result = run("show", "--state", "--format", "markdown", cwd=repo)
     assert result.returncode == 0
     lines = result.stdout.splitlines()
@@ -94,7 +86,7 @@ def test_show_state_markdown_is_a_summary_table(repo: Path) -> None:
 
 def test_status_names_no_oldest_pending_when_nothing_is_in_flight(repo: Path) -> None:
     """A remote replaced by a later one can stay Pending in the state forever; it is not waited for."""
-    backend = converge(repo)
+    backend = record_converged(repo)
     state = backend.load()
     assert state is not None
     state.actions["replaced"] = ActionRecord("VF3UHNKF5RL000005", "fleet-ops", "2020-01-01T00:00:00Z")
@@ -107,7 +99,7 @@ def test_status_names_no_oldest_pending_when_nothing_is_in_flight(repo: Path) ->
 
 
 def test_status_names_the_oldest_remote_in_flight(repo: Path) -> None:
-    backend = converge(repo)
+    backend = record_converged(repo)
     state = backend.load()
     assert state is not None
     vin = "VF3UHNKF5RL000005"
@@ -211,6 +203,7 @@ def test_no_colour_on_a_dumb_terminal(repo: Path) -> None:
     assert "\x1b" not in dumb
 
 
+@pytest.mark.slow
 def test_apply_progress_on_a_dumb_terminal_has_no_terminal_controls(repo: Path) -> None:
     from tests.servers import sandbox
 
@@ -221,7 +214,7 @@ def test_apply_progress_on_a_dumb_terminal_has_no_terminal_controls(repo: Path) 
 
 
 def test_status_counts_of_one_are_singular(repo: Path) -> None:
-    backend = converge(repo)
+    backend = record_converged(repo)
     state = backend.load()
     assert state is not None
     vin = "VF3UHNKF0RL000025"  # depot-south: slots 1 and 2, carried by one remote

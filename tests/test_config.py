@@ -11,7 +11,7 @@ from reconciler.config import load_settings, parse_duration
 from reconciler.diagnostics import Severity
 from reconciler.errors import ConfigError, ExitCode
 from reconciler.plan import Limit
-from tests.conftest import WriteFiles
+from tests.files import WriteFiles
 
 FULL = """
 fleet: 0a123bc5d1e873066454b4d9

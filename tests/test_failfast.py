@@ -9,17 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reconciler.state.file import FileBackend
+from tests.commands import ALLOW, SECRETS, apply, calls, environment, run
+from tests.files import edit
 from tests.servers import sandbox
-from tests.test_apply_e2e import ALLOW, apply, calls, edit, environment, repo  # noqa: F401
-from tests.test_cli import SECRETS, run
+
+pytestmark = pytest.mark.slow
 
 
-def all_vehicles_change(repo: Path) -> None:  # noqa: F811
+def all_vehicles_change(repo: Path) -> None:
     edit(repo / "manifests" / "schedules.yaml", '"13:30"', '"13:45"')
 
 
-def test_an_unreachable_api_stops_apply_with_exit_1_and_keeps_what_was_done(repo: Path) -> None:  # noqa: F811
+def test_an_unreachable_api_stops_apply_with_exit_1_and_keeps_what_was_done(repo: Path) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         assert apply(repo, box, "--wait=30").returncode == 0
         env = environment(box)
@@ -33,7 +37,7 @@ def test_an_unreachable_api_stops_apply_with_exit_1_and_keeps_what_was_done(repo
     assert backend.load() is not None and backend.current_lock() is None  # saved, lock released
 
 
-def test_a_wrong_password_sends_at_most_parallelism_calls(repo: Path) -> None:  # noqa: F811
+def test_a_wrong_password_sends_at_most_parallelism_calls(repo: Path) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         assert apply(repo, box, "--wait=30").returncode == 0
         all_vehicles_change(repo)
@@ -48,7 +52,7 @@ def test_a_wrong_password_sends_at_most_parallelism_calls(repo: Path) -> None:  
     assert "wrong-password-canary" not in result.stdout + result.stderr
 
 
-def test_a_spent_daily_quota_stops_at_once_saying_when_it_resets(repo: Path) -> None:  # noqa: F811
+def test_a_spent_daily_quota_stops_at_once_saying_when_it_resets(repo: Path) -> None:
     with sandbox(vehicles=40, daily_limit=3) as box:
         result = apply(repo, box)
         assert 1 <= box.inspect("stats")["rate_limited"] <= 8  # the calls in flight at most, none retried
@@ -57,7 +61,7 @@ def test_a_spent_daily_quota_stops_at_once_saying_when_it_resets(repo: Path) -> 
     assert "longer than api.max_retry_wait (60 s)" in result.stderr
 
 
-def test_the_first_signal_ends_a_long_wait_within_seconds(repo: Path) -> None:  # noqa: F811
+def test_the_first_signal_ends_a_long_wait_within_seconds(repo: Path) -> None:
     with sandbox(vehicles=40, daily_limit=3) as box:
         env = {**os.environ, **environment(box), "RECONCILER_API_MAX_RETRY_WAIT": "86400"}
         env = {k: v for k, v in env.items() if k not in ("RECONCILER_CONFIG", "RECONCILER_CHDIR")}
@@ -73,7 +77,7 @@ def test_the_first_signal_ends_a_long_wait_within_seconds(repo: Path) -> None:  
     assert FileBackend(repo / ".reconciler" / "state.json").current_lock() is None
 
 
-def test_refresh_and_import_stop_with_exit_1_on_a_dead_api(repo: Path) -> None:  # noqa: F811
+def test_refresh_and_import_stop_with_exit_1_on_a_dead_api(repo: Path) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         assert apply(repo, box, "--wait=30").returncode == 0
         env = environment(box)
@@ -84,7 +88,7 @@ def test_refresh_and_import_stop_with_exit_1_on_a_dead_api(repo: Path) -> None: 
         assert "Traceback" not in result.stderr
 
 
-def test_apply_wait_stops_when_the_api_goes_away(repo: Path) -> None:  # noqa: F811
+def test_apply_wait_stops_when_the_api_goes_away(repo: Path) -> None:
     env = {**os.environ, **SECRETS}
     running = sandbox(vehicles=40, speed=0.05, asleep_rate=0.0)  # outcomes take minutes
     box = running.__enter__()

@@ -12,6 +12,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from reconciler.diagnostics import Report
 from reconciler.errors import ConfigError, ExitCode, ManifestError
 from reconciler.manifests import load_desired, load_manifests
 from reconciler.validate import validate_project
-from tests.conftest import REPO
+from tests.files import REPO
 
 KEYS = st.sampled_from(
     [
@@ -96,6 +97,7 @@ def test_random_bytes(raw: bytes) -> None:
     _load_bytes(raw)
 
 
+@pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
 @given(DOCUMENTS)
 def test_random_yaml(documents: list[Any]) -> None:

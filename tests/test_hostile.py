@@ -10,8 +10,8 @@ from reconciler.diagnostics import MAX_MESSAGE, Diagnostic, Source
 from reconciler.manifests import load_manifests
 from reconciler.vin import make_vin
 from reconciler.yamlload import MAX_ALIAS_VALUES, load_text
-from tests.conftest import WriteFiles
-from tests.test_cli import SECRETS, run
+from tests.commands import SECRETS, run
+from tests.files import WriteFiles
 
 ITEMS = 15_000  # five aliases of it stay within MAX_ALIAS_VALUES
 BIG = f"""kind: Preconditioning

@@ -7,12 +7,14 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
+from tests.commands import SECRETS, environment, labels, run
 from tests.servers import sandbox
-from tests.test_apply_e2e import environment, labels, repo  # noqa: F401
-from tests.test_cli import SECRETS, run
 
 
-def test_import_then_plan_shows_no_changes(repo: Path) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_import_then_plan_shows_no_changes(repo: Path) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         env = environment(box)
         assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0
@@ -31,7 +33,8 @@ def test_import_then_plan_shows_no_changes(repo: Path) -> None:  # noqa: F811
         assert labels(box) == ["fleet-ops"]
 
 
-def test_import_one_callback_by_id_and_a_rotated_secret_shows(repo: Path) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_import_one_callback_by_id_and_a_rotated_secret_shows(repo: Path) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         env = environment(box)
         assert run("apply", "--auto-approve", "--target", "callback:fleet-ops", cwd=repo, env=env).returncode == 0
@@ -47,7 +50,8 @@ def test_import_one_callback_by_id_and_a_rotated_secret_shows(repo: Path) -> Non
         assert unknown.returncode == 1 and "no Callback named 'nope' in the manifests" in unknown.stderr
 
 
-def test_write_manifests_describes_the_live_fleet_and_plans_no_changes(repo: Path, tmp_path: Path) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_write_manifests_describes_the_live_fleet_and_plans_no_changes(repo: Path, tmp_path: Path) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         env = environment(box)
         assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0
@@ -118,7 +122,7 @@ def test_written_manifests_reference_query_credentials_and_quote_start_times(tmp
     assert 'start: "07:30"' in fleet  # read by the older API spelling `preconditionning` too
 
 
-def test_every_missing_api_setting_is_named_at_once(repo: Path) -> None:  # noqa: F811
+def test_every_missing_api_setting_is_named_at_once(repo: Path) -> None:
     env = {k: v for k, v in SECRETS.items() if k not in ("FLEET_API_USERNAME", "FLEET_API_PASSWORD")}
     result = run("apply", "--auto-approve", cwd=repo, env=env)
     assert result.returncode == 7

@@ -21,9 +21,8 @@ from reconciler.errors import ExitCode, ManifestError
 from reconciler.manifests import load_desired, load_manifests
 from reconciler.manifests.files import ManifestPaths, discover, read_manifests
 from reconciler.yamlload import MAX_FILE_SIZE
-from tests.conftest import EXAMPLES, WriteFiles
-from tests.test_cli import SECRETS, run
-from tests.test_cli_plan import converge
+from tests.commands import SECRETS, record_converged, run
+from tests.files import EXAMPLES, WriteFiles
 
 GROUP = "kind: VehicleGroup\nname: {name}\nvins: [VF3UHNKF5RL000005]\n"
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -98,7 +97,7 @@ def test_plan_refuses_rather_than_delete_the_slots_of_an_unreadable_folder(
 ) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLES, repo, ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
-    converge(repo)
+    record_converged(repo)
     (repo / "manifests" / "depots").mkdir()
     (repo / "manifests" / "schedules.yaml").rename(repo / "manifests" / "depots" / "schedules.yaml")
     for name, value in SECRETS.items():

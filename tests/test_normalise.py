@@ -16,7 +16,7 @@ from reconciler.api.wire import program_entry
 from reconciler.manifests import load_manifests
 from reconciler.manifests.normalise import normalise_document
 from reconciler.model import DAYS, Program, SlotAssignment, canonical_days, canonical_start, parse_start
-from tests.conftest import EXAMPLES
+from tests.files import EXAMPLES
 from tests.official import official_errors
 
 

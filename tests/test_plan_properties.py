@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,6 +10,8 @@ from reconciler.model import DAYS, Desired, Program
 from reconciler.plan import CallKind
 from reconciler.state.model import State
 from tests.planning import desired, plan, record_success
+
+pytestmark = pytest.mark.slow
 
 VINS = [f"VF3UHNKF5RL{i:06d}" for i in range(8)]
 PROGRAM = st.builds(

@@ -26,10 +26,9 @@ from reconciler.state.backend import LockInfo
 from reconciler.state.file import FileBackend
 from reconciler.state.lock import Lease
 from reconciler.state.model import CallbackRecord, State
+from tests.commands import SECRETS, apply, desired_programs, environment, held_programs, run
 from tests.planning import NOW, callback, desired, program
 from tests.servers import sandbox
-from tests.test_apply_e2e import apply, desired_programs, environment, held_programs, repo  # noqa: F401
-from tests.test_cli import SECRETS, run
 
 CONFIG = ApiConfig("https://api.example/v3", "c", "u", "p", rate_limit=1000)
 
@@ -131,7 +130,8 @@ def test_unknown_remotes_left_by_a_killed_run_are_adopted_by_their_label(
     assert make_plan(want, recovered, "f", PlanOptions(now=NOW)).changes == ()  # in flight, not sent again
 
 
-def test_lost_answers_are_looked_up_so_no_remote_fails_same_action_in_progress(repo: Path) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_lost_answers_are_looked_up_so_no_remote_fails_same_action_in_progress(repo: Path) -> None:
     with sandbox(vehicles=40, drop_rate=0.2, asleep_rate=0.0, offline_rate=0.0) as box:
         result = apply(repo, box, "--wait=60")
         assert result.returncode == 0, result.stdout + result.stderr
@@ -143,7 +143,8 @@ def test_lost_answers_are_looked_up_so_no_remote_fails_same_action_in_progress(r
         assert held_programs(box) == desired_programs(repo)
 
 
-def test_fingerprints_use_the_configured_key_not_a_salt_kept_beside_them(repo: Path) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_fingerprints_use_the_configured_key_not_a_salt_kept_beside_them(repo: Path) -> None:
     config = repo / "reconciler.yaml"
     config.write_text(
         config.read_text().replace(
@@ -166,7 +167,8 @@ def test_fingerprints_use_the_configured_key_not_a_salt_kept_beside_them(repo: P
         assert "webhook.headers.Authorization: (sensitive, changed)" in other.stdout
 
 
-def test_refresh_that_finds_nothing_new_writes_nothing(repo: Path) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_refresh_that_finds_nothing_new_writes_nothing(repo: Path) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         env = environment(box)
         assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0
@@ -180,8 +182,9 @@ def test_refresh_that_finds_nothing_new_writes_nothing(repo: Path) -> None:  # n
         assert applied.returncode == 0, applied.stderr  # the saved plan is still good
 
 
+@pytest.mark.slow
 def test_refresh_lists_vehicles_it_could_not_read_and_never_says_no_drift(
-    repo: Path,  # noqa: F811
+    repo: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -214,8 +217,9 @@ def test_refresh_lists_vehicles_it_could_not_read_and_never_says_no_drift(
         assert f"  {vin}: HTTP 404" in out
 
 
+@pytest.mark.slow
 def test_a_writer_whose_lock_was_taken_over_stops_and_saves_nothing(
-    repo: Path,  # noqa: F811
+    repo: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0, latency_ms=40) as box:
@@ -244,7 +248,8 @@ def test_a_writer_whose_lock_was_taken_over_stops_and_saves_nothing(
         assert box.inspect("stats")["calls"].get("post_remote", 0) < 30  # it stopped sending
 
 
-def test_vins_not_in_the_fleet_are_notices_and_the_list_is_read_once_per_run(repo: Path) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_vins_not_in_the_fleet_are_notices_and_the_list_is_read_once_per_run(repo: Path) -> None:
     with sandbox(vehicles=26, asleep_rate=0.0) as box:  # examples name 30 vehicles, not all in this fleet
         env = environment(box)
         listed = {vehicle["vin"] for vehicle in box.inspect("vehicles")["vehicles"]}

@@ -6,14 +6,16 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from reconciler.vin import make_vin
+from tests.commands import desired_programs, environment, held_programs, labels, run
 from tests.servers import sandbox
-from tests.test_apply_e2e import desired_programs, environment, held_programs, labels, repo  # noqa: F401
-from tests.test_cli import run
+
+pytestmark = pytest.mark.slow
 
 
-def test_drift_is_reported_and_repaired(repo: Path) -> None:  # noqa: F811
+def test_drift_is_reported_and_repaired(repo: Path) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         env = environment(box)
         assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0
@@ -55,7 +57,7 @@ def test_drift_is_reported_and_repaired(repo: Path) -> None:  # noqa: F811
         assert run("refresh", "--detailed-exitcode", cwd=repo, env=env).returncode == 0
 
 
-def test_foreign_program_in_a_managed_slot_is_reported(repo: Path) -> None:  # noqa: F811
+def test_foreign_program_in_a_managed_slot_is_reported(repo: Path) -> None:
     schedules = repo / "manifests" / "schedules.yaml"
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         env = environment(box)
@@ -91,7 +93,7 @@ def test_foreign_program_in_a_managed_slot_is_reported(repo: Path) -> None:  # n
         assert run("plan", "--detailed-exitcode", cwd=repo, env=env).returncode == 0
 
 
-def test_callback_settings_changed_out_of_band_are_named_by_path(repo: Path) -> None:  # noqa: F811
+def test_callback_settings_changed_out_of_band_are_named_by_path(repo: Path) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         env = environment(box)
         assert run("apply", "--auto-approve", "--target", "callback:fleet-ops", cwd=repo, env=env).returncode == 0

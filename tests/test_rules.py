@@ -7,7 +7,7 @@ from pathlib import Path
 from reconciler.diagnostics import Severity
 from reconciler.manifests import load_manifests
 from reconciler.vin import make_vin
-from tests.conftest import WriteFiles
+from tests.files import WriteFiles
 
 CALLBACK = """
 kind: Callback

@@ -62,6 +62,7 @@ def wait_done(box: Sandbox, client: httpx.Client, vid: str, cbid: str, rid: str)
 # ---- auth, errors, fleets, vehicles -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_auth_needs_basic_credentials_and_client_id() -> None:
     with sandbox() as box:
         url = f"{box.api}/fleets"
@@ -82,6 +83,7 @@ def test_auth_needs_basic_credentials_and_client_id() -> None:
             assert (unknown.status_code, unknown.json()["code"]) == (404, 40401)
 
 
+@pytest.mark.slow
 def test_vehicles_are_paged_with_hal_links() -> None:
     with sandbox(vehicles=20) as box, box.client() as client:
         page = client.get(f"{box.fleet_url}/vehicles", params={"pageSize": 7}).json()
@@ -103,6 +105,7 @@ def test_vehicles_are_paged_with_hal_links() -> None:
             assert str(response.json()["code"]).startswith("400")
 
 
+@pytest.mark.slow
 def test_one_vehicle_and_its_status() -> None:
     with sandbox() as box, box.client() as client:
         vehicle = first_vehicle(box, client)
@@ -128,6 +131,7 @@ def test_same_seed_same_fleet() -> None:
 # ---- callbacks --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_callback_lifecycle() -> None:
     with sandbox() as box, box.client() as client:
         base = f"{box.fleet_url}/remote/callbacks"
@@ -153,6 +157,7 @@ def test_callback_lifecycle() -> None:
 # ---- remotes and the state machine -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_remote_walks_the_state_machine_and_sets_the_programs() -> None:
     with webhook() as hook, sandbox(asleep_rate=1.0) as box, box.client() as client:
         cbid = make_callback(box, client, hook.url)
@@ -186,6 +191,7 @@ def test_remote_walks_the_state_machine_and_sets_the_programs() -> None:
         assert listed["total"] == 3
 
 
+@pytest.mark.slow
 def test_remote_refusals() -> None:
     with sandbox() as box, box.client() as client:
         horn = client.post(
@@ -206,6 +212,7 @@ def test_remote_refusals() -> None:
         assert client.get(f"{box.fleet_url}/vehicles/{vid}/callbacks/{cbid}/remotes/nope").status_code == 404
 
 
+@pytest.mark.slow
 def test_second_remote_while_one_is_in_progress_fails_and_pending_blocks_delete() -> None:
     with sandbox(speed=20.0, asleep_rate=0.0) as box, box.client() as client:
         cbid = make_callback(box, client, "http://127.0.0.1:9/h")
@@ -220,6 +227,7 @@ def test_second_remote_while_one_is_in_progress_fails_and_pending_blocks_delete(
         assert client.delete(f"{box.fleet_url}/remote/callbacks/{cbid}").status_code == 204
 
 
+@pytest.mark.slow
 def test_offline_vehicle_times_out_and_failure_rate_draws_causes() -> None:
     with sandbox(offline_rate=1.0) as box, box.client() as client:
         cbid = make_callback(box, client, "http://127.0.0.1:9/h")
@@ -242,6 +250,7 @@ def test_offline_vehicle_times_out_and_failure_rate_draws_causes() -> None:
 # ---- notifications ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_envelope_attributes_and_variables() -> None:
     with webhook() as hook, sandbox(asleep_rate=0.0) as box, box.client() as client:
         attributes = [
@@ -270,6 +279,7 @@ def test_envelope_attributes_and_variables() -> None:
         assert len(request["body"]["events"]) == 1  # no batchNotify: one event per request
 
 
+@pytest.mark.slow
 def test_batch_notify_by_size_and_time_window() -> None:
     with webhook() as hook, sandbox(asleep_rate=0.0, speed=500.0) as box, box.client() as client:
         cbid = make_callback(box, client, hook.url, batchNotify={"size": 3, "timeWindow": 60})
@@ -287,6 +297,7 @@ def test_batch_notify_by_size_and_time_window() -> None:
         assert [len(r["body"]["events"]) for r in hook.received] == [4]
 
 
+@pytest.mark.slow
 def test_bounded_retry_policy_retries_then_delivers() -> None:
     with webhook(failures=2) as hook, sandbox(asleep_rate=0.0) as box, box.client() as client:
         cbid = make_callback(
@@ -301,6 +312,7 @@ def test_bounded_retry_policy_retries_then_delivers() -> None:
         assert [(d["attempt"], d["status"]) for d in first_batch] == [(1, 500), (2, 500), (3, 200)]
 
 
+@pytest.mark.slow
 def test_policy_none_retries_once_then_gives_up() -> None:
     with webhook(failures=100) as hook, sandbox(asleep_rate=0.0) as box, box.client() as client:
         cbid = make_callback(box, client, hook.url, retryPolicy={"policy": "None"})
@@ -312,6 +324,7 @@ def test_policy_none_retries_once_then_gives_up() -> None:
         assert len(deliveries) == 8 and len(hook.received) == 8
 
 
+@pytest.mark.slow
 def test_paused_callback_sends_nothing() -> None:
     with webhook() as hook, sandbox(asleep_rate=0.0) as box, box.client() as client:
         cbid = make_callback(box, client, hook.url)
@@ -323,6 +336,7 @@ def test_paused_callback_sends_nothing() -> None:
         assert hook.received == []
 
 
+@pytest.mark.slow
 def test_webhooks_off_this_machine_are_not_contacted() -> None:
     with sandbox(asleep_rate=0.0) as box, box.client() as client:
         cbid = make_callback(box, client, "https://hooks.example.com/stellantis")
@@ -335,6 +349,7 @@ def test_webhooks_off_this_machine_are_not_contacted() -> None:
 # ---- rate limits and faults -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_rate_limit_headers_and_429() -> None:
     with sandbox(rate_limit=5.0, daily_limit=1000) as box, box.client() as client:
         responses = [client.get(f"{box.api}/fleets") for _ in range(12)]
@@ -349,12 +364,14 @@ def test_rate_limit_headers_and_429() -> None:
         assert sum(r.status_code == 200 for r in responses) <= 6
 
 
+@pytest.mark.slow
 def test_daily_limit() -> None:
     with sandbox(daily_limit=3) as box, box.client() as client:
         codes = [client.get(f"{box.api}/fleets").status_code for _ in range(5)]
         assert codes == [200, 200, 200, 429, 429]
 
 
+@pytest.mark.slow
 def test_error_rate_answers_500_in_the_api_shape() -> None:
     with sandbox(error_rate=1.0) as box, box.client() as client:
         response = client.get(f"{box.api}/fleets")
@@ -363,6 +380,7 @@ def test_error_rate_answers_500_in_the_api_shape() -> None:
         assert "X-RateLimit-Remaining-1" in response.headers
 
 
+@pytest.mark.slow
 def test_dropped_connection_after_the_work_is_done() -> None:
     with sandbox(drop_rate=1.0) as box, box.client() as client:
         with pytest.raises(httpx.TransportError):
@@ -371,6 +389,7 @@ def test_dropped_connection_after_the_work_is_done() -> None:
         assert box.inspect("stats")["dropped"] == 1
 
 
+@pytest.mark.slow
 def test_latency_is_added() -> None:
     with sandbox(latency_ms=150) as box, box.client() as client:
         start = time.monotonic()
@@ -378,6 +397,7 @@ def test_latency_is_added() -> None:
         assert time.monotonic() - start >= 0.15
 
 
+@pytest.mark.slow
 def test_out_of_band_program_change_shows_in_status() -> None:
     with sandbox() as box, box.client() as client:
         vehicle = first_vehicle(box, client)

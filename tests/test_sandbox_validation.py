@@ -18,7 +18,7 @@ import pytest
 
 from reconciler.manifests.normalise import REMOTE_TYPES
 from reconciler.sandbox import validation
-from tests.conftest import VENDOR
+from tests.files import VENDOR
 from tests.official import official_errors
 from tests.servers import Sandbox, sandbox
 from tests.tools.extract_api_schemas import extract
@@ -163,6 +163,7 @@ def box() -> Iterator[Sandbox]:
         yield running
 
 
+@pytest.mark.slow
 def test_sandbox_gives_the_official_verdict_over_http(box: Sandbox) -> None:
     all_types = list(REMOTE_TYPES)
     with box.client() as client:

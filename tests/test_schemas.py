@@ -14,7 +14,7 @@ from referencing import Registry, Resource
 
 from reconciler import schema
 from reconciler.yamlload import load_file
-from tests.conftest import EXAMPLES, REPO
+from tests.files import EXAMPLES, REPO
 
 SCHEMA_DIR = REPO / "schemas"
 

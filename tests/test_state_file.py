@@ -19,9 +19,9 @@ from reconciler.state.backend import LockInfo
 from reconciler.state.file import FileBackend
 from reconciler.state.lock import Lease
 from reconciler.state.model import ActionRecord, SlotRecord, State
-from tests.conftest import EXAMPLES
+from tests.commands import SECRETS, run
+from tests.files import EXAMPLES
 from tests.planning import program
-from tests.test_cli import SECRETS, run
 
 
 @pytest.fixture
@@ -236,6 +236,7 @@ def test_lease_is_released_when_the_run_fails(backend: FileBackend) -> None:
     assert backend.current_lock() is None
 
 
+@pytest.mark.slow
 def test_lease_renews_while_the_run_lives(backend: FileBackend) -> None:
     with Lease(backend, "apply", ttl=timedelta(seconds=3)) as lease:
         first = backend.current_lock()
@@ -342,6 +343,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
 def test_lock_is_released_on_sigterm_and_sigint(backend: FileBackend, signal_name: str) -> None:
     import signal
@@ -357,6 +359,7 @@ def test_lock_is_released_on_sigterm_and_sigint(backend: FileBackend, signal_nam
     assert backend.current_lock() is None
 
 
+@pytest.mark.slow
 def test_sigkilled_holder_leaves_a_lock_the_next_writer_takes(backend: FileBackend) -> None:
     with subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(backend.path)], stdout=subprocess.PIPE, text=True

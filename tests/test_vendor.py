@@ -6,7 +6,7 @@ import hashlib
 import re
 import subprocess
 
-from tests.conftest import REPO, VENDOR
+from tests.files import REPO, VENDOR
 
 
 def test_vendored_files_match_the_sums_their_note_gives() -> None:

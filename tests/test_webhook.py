@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import ssl
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +19,9 @@ from reconciler.state.file import FileBackend
 from reconciler.state.record import record_callback
 from reconciler.webhook.app import create_app, parse_envelope
 from reconciler.webhook.serve import receiver
-from tests.conftest import EXAMPLES
+from tests.commands import SECRETS, environment, run
 from tests.servers import Sandbox, sandbox, serve_app
-from tests.test_apply_e2e import environment
-from tests.test_cli import SECRETS, run
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
-    return tmp_path / "repo"
-
-
-@contextmanager
-def receiving(
-    repo: Path, extra_env: dict[str, str] | None = None, **options: Any
-) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
-    """A sandbox, and a receiver for the repo's state, with the callbacks' targets pointing at the receiver."""
-    with sandbox(vehicles=40, asleep_rate=0.0, **options) as box:
-        env = {**SECRETS, **environment(box), **(extra_env or {})}
-        with serve_app(create_app(receiver(open_workspace(repo / "reconciler.yaml", env), env))) as root:
-            callbacks = repo / "manifests" / "callbacks.yaml"
-            callbacks.write_text(callbacks.read_text().replace("http://127.0.0.1:8081", root))
-            yield repo, box, root, FileBackend(repo / ".reconciler" / "state.json")
+from tests.webhooks import done_events, receiving, wait_for
 
 
 @pytest.fixture
@@ -53,19 +30,7 @@ def setup(repo: Path) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
         yield running
 
 
-def done_events(backend: FileBackend) -> list[dict[str, Any]]:
-    return [e for e in backend.read_events() if e["type"] == "Done"]
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-    return value
-
-
+@pytest.mark.slow
 def test_outcomes_of_an_apply_arrive_and_are_folded(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
     repo, box, _root, backend = setup
     env = environment(box)
@@ -82,6 +47,7 @@ def test_outcomes_of_an_apply_arrive_and_are_folded(setup: tuple[Path, Sandbox, 
     assert backend.read_events() == []
 
 
+@pytest.mark.slow
 def test_wrong_credentials_get_401_and_record_nothing(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
     repo, box, root, backend = setup
     assert run("apply", "--auto-approve", cwd=repo, env=environment(box)).returncode == 0
@@ -115,6 +81,7 @@ def test_wrong_credentials_get_401_and_record_nothing(setup: tuple[Path, Sandbox
     assert len(backend.read_events()) == len(before) + 1
 
 
+@pytest.mark.slow
 def test_malformed_and_oversized_bodies(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
     _repo, _box, root, backend = setup
     assert httpx.get(f"{root}/healthz").json()["status"] == "ok"
@@ -176,6 +143,7 @@ def test_status_as_string_or_object(status: Any, text: str) -> None:
     assert parsed[1][0]["status"] == text
 
 
+@pytest.mark.slow
 def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(repo: Path) -> None:
     with receiving(repo, failure_rate=0.5) as (_, box, _root, backend):
         env = environment(box)
@@ -201,6 +169,7 @@ def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(repo: P
         assert status["drifted"] == 0
 
 
+@pytest.mark.slow
 def test_a_receiver_down_for_a_while_loses_no_event(repo: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -222,6 +191,7 @@ def test_a_receiver_down_for_a_while_loses_no_event(repo: Path) -> None:
         assert len({e["remoteActionId"] for e in done_events(backend)}) == 30
 
 
+@pytest.mark.slow
 def test_events_for_unknown_remote_actions_are_kept_and_flagged(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
     repo, box, root, backend = setup
     env = environment(box)
@@ -248,6 +218,7 @@ def test_events_for_unknown_remote_actions_are_kept_and_flagged(setup: tuple[Pat
     assert status["unmatched_events"] == 1
 
 
+@pytest.mark.slow
 def test_receiver_serves_https_with_the_given_certificate(repo: Path, tmp_path: Path) -> None:
     import signal
     import subprocess
@@ -308,6 +279,7 @@ remoteTypes: [Horn]
 """
 
 
+@pytest.mark.slow
 def test_an_outcome_from_another_callback_is_ignored_and_shown(repo: Path) -> None:
     """Whoever holds one callback's credentials cannot write the outcome of a remote posted with another."""
     callbacks = repo / "manifests" / "callbacks.yaml"
@@ -348,6 +320,7 @@ def test_an_outcome_from_another_callback_is_ignored_and_shown(repo: Path) -> No
         assert saved.actions[action_id].cause is None
 
 
+@pytest.mark.slow
 def test_a_wrong_typed_field_is_refused_and_nothing_in_the_events_file_can_break_a_command(repo: Path) -> None:
     with receiving(repo) as (_, box, root, backend):
         env = environment(box)

@@ -21,7 +21,7 @@ from reconciler.state.record import record_callback
 from reconciler.webhook.app import Credentials, Receiver, create_app, parse_envelope
 from tests.official import WEBHOOK, official_errors
 from tests.servers import serve_app
-from tests.test_webhook import wait_for
+from tests.webhooks import wait_for
 
 SECRET = "Basic cmVjZWl2ZXI6dGVzdA=="
 
@@ -253,6 +253,7 @@ def one(index: int, callback_id: str = "cb-1") -> dict[str, Any]:
     return {**envelope(event(remoteActionId=f"r{index}")), "callbackId": callback_id}
 
 
+@pytest.mark.slow
 def test_a_slow_disk_does_not_stall_the_receiver_and_waiting_requests_share_one_write(tmp_path: Path) -> None:
     backend = SlowBackend(tmp_path / "state.json")
     made = Receiver(backend, credentials_for, credentials=credentials_for())
@@ -272,6 +273,7 @@ def test_a_slow_disk_does_not_stall_the_receiver_and_waiting_requests_share_one_
     assert sorted(e["remoteActionId"] for e in backend.read_events()) == [f"r{i}" for i in range(6)]
 
 
+@pytest.mark.slow
 def test_an_append_that_fails_is_answered_500_and_the_receiver_goes_on(tmp_path: Path) -> None:
     class Full(FileBackend):
         fail = True
@@ -291,6 +293,7 @@ def test_an_append_that_fails_is_answered_500_and_the_receiver_goes_on(tmp_path:
     assert made.answers[500] == 1
 
 
+@pytest.mark.slow
 def test_reloading_credentials_runs_off_the_loop(tmp_path: Path) -> None:
     loading, release = threading.Event(), threading.Event()
 
@@ -310,6 +313,7 @@ def test_reloading_credentials_runs_off_the_loop(tmp_path: Path) -> None:
     assert made.reloads == 1
 
 
+@pytest.mark.slow
 def test_unknown_callback_ids_reload_only_when_the_state_changed_and_at_most_once_per_interval(
     tmp_path: Path,
 ) -> None:
@@ -346,6 +350,7 @@ def test_unknown_callback_ids_reload_only_when_the_state_changed_and_at_most_onc
     assert made.unknown_callback == 80
 
 
+@pytest.mark.slow
 def test_a_failed_reload_keeps_the_known_callbacks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     def broken() -> Credentials:
         raise ValueError("manifests/callbacks.yaml:3:1: something is wrong")
@@ -363,6 +368,7 @@ def test_a_failed_reload_keeps_the_known_callbacks(tmp_path: Path, caplog: pytes
     assert "could not reload the callbacks' credentials: manifests/callbacks.yaml:3:1" in caplog.text
 
 
+@pytest.mark.slow
 def test_wrong_or_missing_credentials_are_told_apart_in_the_log_without_the_secret(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -387,6 +393,7 @@ def test_wrong_or_missing_credentials_are_told_apart_in_the_log_without_the_secr
     assert SECRET not in caplog.text and "query-secret-1" not in caplog.text
 
 
+@pytest.mark.slow
 def test_an_empty_expected_value_never_matches(tmp_path: Path) -> None:
     """Validation refuses empty credentials; should one slip through, the receiver fails closed."""
     known = Credentials({"cb-1": ("ops", [("Header", "Authorization", "")])})
@@ -396,6 +403,7 @@ def test_an_empty_expected_value_never_matches(tmp_path: Path) -> None:
         assert post(root, one(1), secret="").status_code == 401
 
 
+@pytest.mark.slow
 def test_a_large_batch_is_parsed_off_the_loop_and_recorded(tmp_path: Path) -> None:
     backend = FileBackend(tmp_path / "state.json")
     made = Receiver(backend, credentials_for, credentials=credentials_for())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,11 +25,9 @@ from reconciler.state.model import State
 from reconciler.state.record import record_callback
 from reconciler.webhook.credentials import ChildLoader, credentials
 from reconciler.webhook.serve import receiver
-from tests.conftest import EXAMPLES
+from tests.commands import SECRETS, environment, run
 from tests.servers import sandbox
-from tests.test_apply_e2e import environment
-from tests.test_cli import SECRETS, run
-from tests.test_webhook import done_events, wait_for
+from tests.webhooks import done_events, wait_for
 
 FLEET = "0a123bc5d1e873066454b4d9"  # examples/reconciler.yaml
 AUTH = SECRETS["WEBHOOK_AUTH"]
@@ -41,12 +38,6 @@ webhook:
   target: http://127.0.0.1:8081/open
 remoteTypes: [Horn]
 """
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    shutil.copytree(EXAMPLES, tmp_path / "repo", ignore=shutil.ignore_patterns(".reconciler", ".sandbox.log"))
-    return tmp_path / "repo"
 
 
 def clean_environment(extra: dict[str, str]) -> dict[str, str]:
@@ -91,6 +82,7 @@ def serving(repo: Path, env: dict[str, str], *options: str) -> Iterator[Served]:
             served.stop()
 
 
+@pytest.mark.slow
 def test_the_first_apply_of_a_new_project_gets_its_notifications_accepted(repo: Path) -> None:
     """No state file exists while the first apply runs: the callback it created is known from its journal."""
     callbacks = repo / "manifests" / "callbacks.yaml"
@@ -160,6 +152,7 @@ def send_one_of_each(url: str) -> None:
     assert httpx.post(target, content=b"x" * 1_000_001, headers={"Authorization": AUTH}).status_code == 413
 
 
+@pytest.mark.slow
 def test_one_text_line_per_request_on_stderr_and_a_summary_on_shutdown(repo: Path) -> None:
     recorded_project(repo)
     with serving(repo, SECRETS) as served:
@@ -186,6 +179,7 @@ def test_one_text_line_per_request_on_stderr_and_a_summary_on_shutdown(repo: Pat
     assert AUTH not in served.stdout + served.stderr and "webhook-canary" not in served.stderr
 
 
+@pytest.mark.slow
 def test_json_log_lines_are_one_object_each(repo: Path) -> None:
     recorded_project(repo)
     with serving(repo, SECRETS, "--log-format", "json") as served:
@@ -212,6 +206,7 @@ def test_json_log_lines_are_one_object_each(repo: Path) -> None:
     assert AUTH not in served.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_it_cleanly_too(repo: Path) -> None:
     recorded_project(repo)
     with serving(repo, SECRETS) as served:

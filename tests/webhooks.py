@@ -1,0 +1,44 @@
+"""A sandbox and an in-process webhook receiver for the repo's state, to follow notifications end to end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reconciler.operations import open_workspace
+from reconciler.state.file import FileBackend
+from reconciler.webhook.app import create_app
+from reconciler.webhook.serve import receiver
+from tests.commands import SECRETS, environment
+from tests.servers import Sandbox, sandbox, serve_app
+
+
+@contextmanager
+def receiving(
+    repo: Path, extra_env: dict[str, str] | None = None, **options: Any
+) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
+    """A sandbox, and a receiver for the repo's state, with the callbacks' targets pointing at the receiver."""
+    with sandbox(vehicles=40, asleep_rate=0.0, **options) as box:
+        env = {**SECRETS, **environment(box), **(extra_env or {})}
+        with serve_app(create_app(receiver(open_workspace(repo / "reconciler.yaml", env), env))) as root:
+            callbacks = repo / "manifests" / "callbacks.yaml"
+            callbacks.write_text(callbacks.read_text().replace("http://127.0.0.1:8081", root))
+            yield repo, box, root, FileBackend(repo / ".reconciler" / "state.json")
+
+
+def done_events(backend: FileBackend) -> list[dict[str, Any]]:
+    """The outcomes the receiver recorded in the events file."""
+    return [e for e in backend.read_events() if e["type"] == "Done"]
+
+
+def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
+    """The first true value of predicate(), asked every 50 ms; an AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+    return value
