@@ -7,6 +7,7 @@ one of them in one place and never shows a traceback for the user's own mistakes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -372,7 +373,7 @@ def show(opts: Options, plan_file: Path | None, show_state: bool, fmt: str) -> i
             "result": "ok",
             "state": state.to_dict() if state else None,
             "summary": state_summary(state) if state else None,
-            "lock": lock.__dict__ if lock else None,
+            "lock": dataclasses.asdict(lock) if lock else None,
         }
         json.dump(payload, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
