@@ -39,7 +39,6 @@ from reconciler.state.journal import apply_result, begin, fold, intent, result
 from reconciler.state.lock import Lease
 from reconciler.state.model import Outcome, State
 from reconciler.state.record import outcome_of, record_outcome, record_remote
-from reconciler.words import plural
 
 T = TypeVar("T")
 SAVE_EVERY = 5.0  # seconds between state saves while vehicles are being worked on
@@ -469,25 +468,6 @@ def _adopt_remote(state: State, client: FleetClient, entry: Mapping[str, Any]) -
     found = client.find_remote(vehicle, record.id, entry["label"])
     if found is not None:
         record_remote(state, call, entry.get("views") or {}, found[0], str(entry.get("at") or isotime(utcnow())))
-
-
-def summary_lines(report: ApplyReport, waited: bool) -> list[str]:
-    ok = sum(1 for r in report.results if r.ok)
-    failed = report.failed
-    lines = [
-        f"Apply: {plural(ok, 'call')} done, {len(failed):,} failed, {len(report.skipped):,} skipped "
-        f"in {report.elapsed:.1f} s."
-    ]
-    by_cause = Counter(r.cause for r in failed)
-    for cause, count in sorted(by_cause.items()):
-        example = next(r for r in failed if r.cause == cause)
-        lines.append(f"  failed ({cause}): {count:,}, e.g. {example.call.id}: {example.detail}")
-    if waited:
-        outcomes = ", ".join(f"{n:,} {o}" for o, n in sorted(report.outcomes.items())) or "none"
-        lines.append(f"Outcomes: {outcomes}.")
-        for cause, count in sorted(report.causes.items()):
-            lines.append(f"  Failed {cause}: {count:,}")
-    return lines
 
 
 def stale_reason(plan: Plan, state: State | None, desired: Desired) -> str | None:
