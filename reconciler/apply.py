@@ -37,13 +37,11 @@ from reconciler.errors import (
 )
 from reconciler.model import Desired
 from reconciler.plan import Call, CallKind, CauseKind, Change, Plan
-from reconciler.render.progress import Progress
 from reconciler.state.backend import StateBackend
 from reconciler.state.journal import apply_result, begin, intent, result
 from reconciler.state.lock import Lease
 from reconciler.state.model import Outcome, State
 from reconciler.state.record import outcome_of, record_outcome, record_remote
-from reconciler.words import plural
 
 T = TypeVar("T")
 SAVE_EVERY = 5.0  # seconds between state saves while vehicles are being worked on
@@ -76,6 +74,16 @@ class ApplyReport:
     @property
     def failed(self) -> list[CallResult]:
         return [r for r in self.results if not r.ok]
+
+
+class Progress:
+    """Where apply reports progress: nothing by default; the CLI passes a terminal or CI-log reporter."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, done: int, failed: int) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class Applier:
@@ -425,25 +433,6 @@ class Applier:
                 if action.outcome == Outcome.FAILED:
                     causes[action.cause or "unknown"] += 1
         self.report.outcomes, self.report.causes = counts, causes
-
-
-def summary_lines(report: ApplyReport, waited: bool) -> list[str]:
-    ok = sum(1 for r in report.results if r.ok)
-    failed = report.failed
-    lines = [
-        f"Apply: {plural(ok, 'call')} done, {len(failed):,} failed, {len(report.skipped):,} skipped "
-        f"in {report.elapsed:.1f} s."
-    ]
-    by_cause = Counter(r.cause for r in failed)
-    for cause, count in sorted(by_cause.items()):
-        example = next(r for r in failed if r.cause == cause)
-        lines.append(f"  failed ({cause}): {count:,}, e.g. {example.call.id}: {example.detail}")
-    if waited:
-        outcomes = ", ".join(f"{n:,} {o}" for o, n in sorted(report.outcomes.items())) or "none"
-        lines.append(f"Outcomes: {outcomes}.")
-        for cause, count in sorted(report.causes.items()):
-            lines.append(f"  Failed {cause}: {count:,}")
-    return lines
 
 
 def stale_reason(plan: Plan, state: State | None, desired: Desired) -> str | None:

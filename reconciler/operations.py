@@ -33,9 +33,8 @@ if TYPE_CHECKING:  # the API client and httpx load only for the commands that ca
     import httpx
 
     from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
-    from reconciler.apply import ApplyReport
+    from reconciler.apply import ApplyReport, Progress
     from reconciler.live import Refreshed
-    from reconciler.render.progress import Progress
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,26 @@ def test_the_installed_reconciler_script_is_the_cli_and_passes_its_exit_code_on(
     assert missing.stdout.startswith("reconciler.yaml: no such file")
 
 
+def test_help_lists_every_command_group() -> None:
+    listed = run("--help").stdout.split("Commands:")[1]
+    names = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    assert names == ["apply", "import", "plan", "refresh", "sandbox", "show", "state", "status", "validate", "webhook"]
+
+
+def test_the_console_script_runs_main() -> None:
+    from importlib.metadata import entry_points
+
+    from reconciler.cli import main_entry
+
+    (script,) = entry_points(group="console_scripts", name="reconciler")
+    assert script.value == "reconciler.cli:main_entry"
+    assert script.load() is main_entry
+    installed = Path(sys.executable).parent / "reconciler"
+    if installed.exists():  # an installed environment: the script itself
+        result = subprocess.run([installed, "--version"], capture_output=True, text=True, timeout=60, check=False)
+        assert (result.returncode, result.stdout.startswith("reconciler, version ")) == (0, True)
+
+
 def test_missing_config_is_exit_7(tmp_path: Path) -> None:
     result = run("validate", cwd=tmp_path)
     assert result.returncode == 7
@@ -171,7 +191,7 @@ def test_internal_error_is_reported_briefly(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("reconciler.cli.validate_project", broken)
+    monkeypatch.setattr("reconciler.cli.validate.validate_project", broken)
     monkeypatch.delenv("RECONCILER_DEBUG", raising=False)
     assert main(["validate"]) == 1
     err = capsys.readouterr().err

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.state.backend import LockInfo
 from reconciler.state.model import ActionRecord
 from tests.commands import SECRETS, environment, record_converged, run
 from tests.files import REPO
@@ -82,6 +83,19 @@ def test_show_state_markdown_is_a_summary_table(repo: Path) -> None:
     assert lines[-1] == "Lock: none"
     empty = run("show", "--state", "--format", "markdown", cwd=repo.parent / "repo", env={"RECONCILER_STATE_PATH": "x"})
     assert "No state at `" in empty.stdout
+
+
+def test_show_state_json_names_the_lock_a_run_holds(repo: Path) -> None:
+    backend = record_converged(repo)
+    info = LockInfo.for_this_process("apply")
+    backend.acquire_lock(info)
+    result = run("show", "--state", "--format", "json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["lock"] == json.loads(info.to_json())
+    assert shown["summary"]["vehicles"] == 30
+    backend.force_unlock(info.id)
+    assert json.loads(run("show", "--state", "--format", "json", cwd=repo).stdout)["lock"] is None
 
 
 def test_status_names_no_oldest_pending_when_nothing_is_in_flight(repo: Path) -> None:

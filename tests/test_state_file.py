@@ -331,11 +331,11 @@ def test_renewing_a_lost_lock_fails(backend: FileBackend) -> None:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from reconciler.cli import terminate_as_interrupt
+from reconciler.cli.signals import stop_on_signals
 from reconciler.state.file import FileBackend
 from reconciler.state.lock import Lease
 try:
-    with terminate_as_interrupt(), Lease(FileBackend(Path(sys.argv[1])), "apply"):
+    with stop_on_signals(), Lease(FileBackend(Path(sys.argv[1])), "apply"):
         print("locked", flush=True)
         time.sleep(60)
 except KeyboardInterrupt:

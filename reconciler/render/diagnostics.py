@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TextIO
 
 from reconciler.diagnostics import Report
 from reconciler.errors import ExitCode, InvalidInputError, ReconcilerError, exit_code_for
+from reconciler.render.json import write_json
 from reconciler.words import plural
 
 FORMAT_VERSION = "1.0"
@@ -33,13 +33,11 @@ def render_text(report: Report, out: TextIO) -> None:
 def render_json(report: Report, out: TextIO) -> None:
     document: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "result": report.exit_code.result,
         "exit_code": int(report.exit_code),
         "summary": report.summary,
         "diagnostics": [d.to_dict() for d in report.diagnostics],
     }
-    json.dump(document, out, indent=2, sort_keys=True)
-    out.write("\n")
+    write_json(document, out, result=report.exit_code.result)
 
 
 def render_error_json(error: ReconcilerError, out: TextIO) -> None:
@@ -50,14 +48,12 @@ def render_error_json(error: ReconcilerError, out: TextIO) -> None:
     diagnostics = error.diagnostics if isinstance(error, InvalidInputError) else ()
     document: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "result": code.result,
         "exit_code": int(code),
         "diagnostics": [d.to_dict() for d in diagnostics],
     }
     if not diagnostics:
         document["message"] = str(error)
-    json.dump(document, out, indent=2, sort_keys=True)
-    out.write("\n")
+    write_json(document, out, result=code.result)
 
 
 def _escape(text: str, *, property_value: bool = False) -> str:

@@ -1,4 +1,8 @@
-"""The plan for tools: the canonical plan dict with its digest, plus the command's `result`."""
+"""JSON for tools: the one way every command writes a JSON document, and the plan as one.
+
+Every document is sorted and indented the same way and ends with a newline, and a command's documents carry its
+`result` (ok, changes, partial, ...) as the exit code does, so a tool can read either.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,15 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 
-def render_json(plan: Mapping[str, Any], out: TextIO, *, result: str = "ok") -> None:
-    json.dump({**plan, "result": result}, out, indent=2, sort_keys=True, ensure_ascii=False)
+def write_json(document: Mapping[str, Any], out: TextIO, *, result: str | None, ensure_ascii: bool = True) -> None:
+    """Write `document` with `result` added (None: the document is a record, such as `state show`'s, that has
+    no result of its own)."""
+    body = dict(document) if result is None else {**document, "result": result}
+    json.dump(body, out, indent=2, sort_keys=True, ensure_ascii=ensure_ascii)
     out.write("\n")
+
+
+def render_json(plan: Mapping[str, Any], out: TextIO, *, result: str = "ok") -> None:
+    """The plan: the canonical plan dict with its digest, plus the command's `result`. Names people wrote are
+    kept as they wrote them, not escaped."""
+    write_json(plan, out, result=result, ensure_ascii=False)

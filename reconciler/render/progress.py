@@ -5,18 +5,10 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+from reconciler.apply import Progress
+
 CI_EVERY = 5.0
 TTY_EVERY = 0.1
-
-
-class Progress:
-    """Where apply reports progress: nothing by default; the CLI passes a terminal or CI-log reporter."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, done: int, failed: int) -> None: ...
-
-    def finish(self) -> None: ...
 
 
 class StreamProgress(Progress):

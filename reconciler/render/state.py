@@ -1,13 +1,15 @@
-"""`show --state`: what the recorded state holds, at a glance, as text or as a markdown summary table.
+"""`show --state`: what the recorded state holds, at a glance, as text, as a markdown summary table, or as JSON.
 
-Both read one summary (`state_summary`), so their counts agree with each other and with the JSON output.
+All read one summary (`state_summary`), so their counts agree with each other.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from typing import Any, TextIO
 
+from reconciler.render.json import write_json
 from reconciler.state.backend import LockInfo
 from reconciler.state.model import Outcome, SlotKind, State
 from reconciler.words import plural, program_text
@@ -109,3 +111,13 @@ def render_state_markdown(state: State | None, where: str, lock: LockInfo | None
             lines.append("")
         out.write("\n".join(lines) + "\n")
     out.write(f"Lock: {lock.describe()}\n" if lock else "Lock: none\n")
+
+
+def render_state_json(state: State | None, lock: LockInfo | None, out: TextIO) -> None:
+    """The whole state, its summary and the lock (each null when there is none), for tools."""
+    document = {
+        "state": state.to_dict() if state else None,
+        "summary": state_summary(state) if state else None,
+        "lock": asdict(lock) if lock else None,
+    }
+    write_json(document, out, result="ok")
