@@ -131,6 +131,7 @@ def test_state_list_show_rm(repo: Path) -> None:
     shown = json.loads(run("state", "show", f"vehicle.{vin}.slot.3", cwd=repo).stdout)
     assert shown["slots"]["3"]["program"] == "PT8H30M/Sat,Sun/Daily/on"
     assert shown["slots"]["3"]["action"]["outcome"] == "Success"
+    assert shown["result"] == "ok"
     removed = run("state", "rm", f"vehicle.{vin}", "callback.fleet-ops", cwd=repo)
     assert removed.returncode == 0
     assert removed.stdout == "Forgot 4 items; state serial 2.\n"

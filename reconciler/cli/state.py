@@ -40,7 +40,7 @@ def state_show(opts: Options, address: str) -> int:
     recorded = open_workspace(opts.config, os.environ).load_state()
     if recorded is None:
         raise StateError("there is no recorded state yet")
-    write_json(describe(recorded, address), sys.stdout, result=None)
+    write_json(describe(recorded, address), sys.stdout, result="ok")  # like every JSON output (DESIGN.md 3)
     return 0
 
 

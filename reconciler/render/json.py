@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 
-def write_json(document: Mapping[str, Any], out: TextIO, *, result: str | None, ensure_ascii: bool = True) -> None:
-    """Write `document` with `result` added (None: the document is a record, such as `state show`'s, that has
-    no result of its own)."""
-    body = dict(document) if result is None else {**document, "result": result}
+def write_json(document: Mapping[str, Any], out: TextIO, *, result: str, ensure_ascii: bool = True) -> None:
+    """Write `document` with the command's `result` added, as every JSON output carries it (DESIGN.md 3)."""
+    body = {**document, "result": result}
     json.dump(body, out, indent=2, sort_keys=True, ensure_ascii=ensure_ascii)
     out.write("\n")
 
