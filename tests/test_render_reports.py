@@ -248,8 +248,8 @@ def test_every_json_document_is_sorted_indented_and_carries_its_result() -> None
         '{\n  "a": {\n    "c": null,\n    "d": "\\u00e9"\n  },\n  "b": 1,\n  "result": "changes"\n}\n'
     )
     record = io.StringIO()
-    write_json({"address": "callback.ops"}, record, result=None)
-    assert json.loads(record.getvalue()) == {"address": "callback.ops"}
+    write_json({"address": "callback.ops"}, record, result="ok")
+    assert json.loads(record.getvalue()) == {"address": "callback.ops", "result": "ok"}
     plan = io.StringIO()
     render_json({"fleet": "flotte-é"}, plan, result="ok")
     assert plan.getvalue() == '{\n  "fleet": "flotte-é",\n  "result": "ok"\n}\n'
