@@ -204,8 +204,7 @@ def writer_state(
         # for `status` to show; the rest is in the saved state now
         kept = set_aside(state, events)
         if len(kept) < len(events):
-            workspace.backend.append_events(kept)  # before the clear: a crash in between duplicates, never loses
-            workspace.backend.clear_events(len(events))
+            workspace.backend.replace_events(len(events), kept)
     return state, recovered
 
 

@@ -12,7 +12,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
@@ -92,6 +92,16 @@ class LockInfo:
         return cls(**fields)
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One saved version of the state: `state history` lists them."""
+
+    serial: int
+    lineage: str
+    saved_at: str
+    writer: str  # the command and holder of the lock that saved it, when known
+
+
 class StateBackend(Protocol):
     """Storage for one fleet's state, lock, journal and events."""
 
@@ -104,12 +114,23 @@ class StateBackend(Protocol):
         """The saved state, or None when there is none yet. StateError when it cannot be trusted."""
         ...
 
-    def save(self, state: State, expected_serial: int | None, lock: str | None = None) -> int:
-        """Save `state` as the successor of serial `expected_serial` (None: no state yet); return the new serial.
+    def save(
+        self, state: State, expected_serial: int | None, lock: str | None = None, serial: int | None = None
+    ) -> int:
+        """Save `state` as the successor of serial `expected_serial` (None: no state yet); return the new serial
+        (`serial` when given and higher than the next one: `state push` keeps the serial of what it pushes).
 
         StateError when the stored serial or lineage moved since it was loaded; LockLostError when `lock` (the
         id of the lock the writer took) no longer holds the lock: another run took it over.
         """
+        ...
+
+    def history(self, limit: int = 20) -> list[Version]:
+        """The versions of the state kept, newest first."""
+        ...
+
+    def signature(self) -> Hashable:
+        """A token that changes whenever the saved state or the journal does (what a reader caches against)."""
         ...
 
     def acquire_lock(self, info: LockInfo) -> None:
@@ -148,6 +169,7 @@ class StateBackend(Protocol):
         """Every recorded entry, as written: folding checks each one's shape (anything may be in the file)."""
         ...
 
-    def clear_events(self, count: int) -> None:
-        """Drop the first `count` events once a saved state holds them."""
+    def replace_events(self, count: int, kept: Sequence[dict[str, Any]]) -> None:
+        """Once a saved state holds them: drop the first `count` entries the last `read_events` returned, and keep
+        `kept` instead (what folding set aside, flagged). Entries recorded since that read are never touched."""
         ...

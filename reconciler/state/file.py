@@ -12,10 +12,9 @@ import fcntl
 import json
 import os
 import stat
-import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from typing import Any
 from reconciler.atomic import sync_directory, temporary, write_atomic, write_synced
 from reconciler.clock import isotime
 from reconciler.errors import LockedError, LockLostError, StateError
-from reconciler.state.backend import LockInfo
+from reconciler.state.backend import LockInfo, Version
+from reconciler.state.commit import GroupCommit
 from reconciler.state.model import State
 
 STALE_TEMP = 60.0  # seconds after which a temporary lock file is a leftover, not a writer taking the lock
@@ -36,7 +36,8 @@ class FileBackend:
         self.lock_path = path.with_name(path.name + ".lock")
         self.journal_path = path.with_name(path.name + ".journal")
         self.events_path = path.with_name(path.name + ".events")
-        self._journal = GroupCommit(self.journal_path)
+        self._journal = GroupCommit(self._write_journal, f"the journal {self.journal_path}")
+        self._journal_fd: int | None = None  # kept open: one writer process owns the journal (it holds the lock)
         # (file signature, lineage, serial) of the last save by this backend
         self._written: tuple[tuple[int, int, int] | None, str, int] | None = None
 
@@ -66,7 +67,9 @@ class FileBackend:
             return f"; the previous version is in {self.backup}: check it, then copy it over {self.path.name}"
         return ""
 
-    def save(self, state: State, expected_serial: int | None, lock: str | None = None) -> int:
+    def save(
+        self, state: State, expected_serial: int | None, lock: str | None = None, serial: int | None = None
+    ) -> int:
         if lock is not None:
             holder = self._read_lock()
             if holder is None or holder.id != lock:
@@ -88,7 +91,8 @@ class FileBackend:
                 )
         elif expected_serial is not None:
             raise StateError(f"{self.path} disappeared since serial {expected_serial} was loaded; nothing saved")
-        state.serial = current.serial + 1 if current is not None else 1
+        following = current.serial + 1 if current is not None else 1
+        state.serial = max(following, serial or 0)
         payload = json.dumps(state.to_dict(), separators=(",", ":")).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = temporary(self.path)
@@ -225,8 +229,22 @@ class FileBackend:
             )
         return entries
 
+    def _write_journal(self, entries: list[dict[str, Any]]) -> None:
+        payload = "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries).encode()
+        if self._journal_fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._journal_fd = os.open(self.journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(self._journal_fd).st_size
+        if size and os.pread(self._journal_fd, 1, size - 1) != b"\n":
+            payload = b"\n" + payload  # a line cut short by a crash must not swallow this one
+        os.write(self._journal_fd, payload)
+        os.fsync(self._journal_fd)
+
     def clear_journal(self) -> None:
-        self._journal.close()
+        with self._journal.condition:  # not while a batch is being written
+            if self._journal_fd is not None:
+                os.close(self._journal_fd)
+                self._journal_fd = None
         self.journal_path.unlink(missing_ok=True)
 
     def append_events(self, events: Sequence[dict[str, Any]]) -> None:
@@ -235,6 +253,29 @@ class FileBackend:
     def read_events(self) -> list[Any]:
         entries, _ = _read_lines(self.events_path, "events", objects_only=False)
         return entries  # anything may be there: folding checks every entry's shape, status counts the bad ones
+
+    def replace_events(self, count: int, kept: Sequence[dict[str, Any]]) -> None:
+        # kept first: a crash in between leaves duplicates (folding ignores them), never a lost entry
+        self.append_events(kept)
+        self.clear_events(count)
+
+    def history(self, limit: int = 20) -> list[Version]:
+        """The state and the previous version kept beside it (`.backup`): a file keeps no more."""
+        versions = []
+        for path in (self.path, self.backup)[: max(0, limit)]:
+            raw = _read_regular(path, "state")
+            if raw is None:
+                continue
+            try:
+                data = json.loads(raw)
+                version = Version(int(data["serial"]), str(data["lineage"]), isotime(_mtime(path)), "")
+            except (ValueError, KeyError, TypeError, RecursionError):
+                version = Version(-1, "", isotime(_mtime(path)), f"{path.name} is corrupt")
+            versions.append(version)
+        return versions
+
+    def signature(self) -> Hashable:
+        return (_signature(self.path), _signature(self.journal_path))
 
     def clear_events(self, count: int) -> None:
         if not self.events_path.exists():
@@ -331,66 +372,3 @@ def _is_entry(line: bytes) -> int:
     except ValueError:
         return 0
     return 1
-
-
-class GroupCommit:
-    """Appends from many threads, made durable together: one write and one fsync for everything queued.
-
-    Each caller returns once its own entries are on disk. While one thread writes, the others queue up; the
-    next writer takes the whole queue. Throughput then grows with the number of threads instead of being
-    capped at one fsync per entry.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.condition = threading.Condition()
-        self.queue: list[dict[str, Any]] = []
-        self.tickets = 0  # entries handed in
-        self.written = 0  # entries durable
-        self.writing = False
-        self.failure: tuple[int, BaseException] | None = None
-        self.descriptor: int | None = None  # kept open: one writer process owns the journal (it holds the lock)
-
-    def _write(self, entries: list[dict[str, Any]]) -> None:
-        payload = "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries).encode()
-        if self.descriptor is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.descriptor = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        size = os.fstat(self.descriptor).st_size
-        if size and os.pread(self.descriptor, 1, size - 1) != b"\n":
-            payload = b"\n" + payload  # a line cut short by a crash must not swallow this one
-        os.write(self.descriptor, payload)
-        os.fsync(self.descriptor)
-
-    def close(self) -> None:
-        with self.condition:
-            if self.descriptor is not None:
-                os.close(self.descriptor)
-                self.descriptor = None
-
-    def append(self, entries: Sequence[dict[str, Any]]) -> None:
-        if not entries:
-            return
-        with self.condition:
-            self.queue.extend(entries)
-            self.tickets += len(entries)
-            mine = self.tickets
-            while True:
-                if self.failure is not None and mine <= self.failure[0]:
-                    raise StateError(f"could not write the journal {self.path}: {self.failure[1]}")
-                if self.written >= mine:
-                    return
-                if not self.writing:
-                    batch, self.queue, upto, self.writing = self.queue, [], self.tickets, True
-                    break
-                self.condition.wait()
-        try:
-            self._write(batch)
-        except OSError as error:
-            with self.condition:
-                self.failure, self.writing = (upto, error), False
-                self.condition.notify_all()
-            raise StateError(f"could not write the journal {self.path}: {error}") from error
-        with self.condition:
-            self.written, self.writing = upto, False
-            self.condition.notify_all()

@@ -21,7 +21,6 @@ from reconciler.errors import ReconcilerError
 from reconciler.manifests import load_desired
 from reconciler.manifests.documents import API_VARIABLES
 from reconciler.operations import Workspace, open_workspace
-from reconciler.state.file import FileBackend
 from reconciler.state.journal import fold
 from reconciler.state.model import CallbackRecord, State
 from reconciler.webhook.app import Credentials, Expected
@@ -30,25 +29,24 @@ CALLBACK_OPS = frozenset({"create-callback", "update-callback", "callback-status
 
 
 class SavedCallbacks:
-    """The callbacks of the last state file read, by its path, kept while the file is unchanged: during an
-    apply the journal changes all the time, the state every few seconds, and a large state takes seconds to
-    read (a reload then folds the journal into these)."""
+    """The callbacks of the last state read, by where it lives, kept while the backend's signature says it is
+    unchanged: during an apply the journal changes all the time, the state every few seconds, and a large state
+    takes seconds to read (a reload then folds the journal into these)."""
 
     def __init__(self) -> None:
         self.kept: dict[str, tuple[Hashable, dict[str, CallbackRecord]]] = {}
 
     def read(self, workspace: Workspace) -> dict[str, CallbackRecord]:
         backend = workspace.backend
-        path = str(backend.path) if isinstance(backend, FileBackend) else None
-        signature = _file_signature(backend.path) if isinstance(backend, FileBackend) else None
-        kept = self.kept.get(path) if path is not None else None
-        if kept is not None and signature is not None and kept[0] == signature:
+        where = backend.name
+        signature = backend.signature()
+        kept = self.kept.get(where)
+        if kept is not None and kept[0] == signature:
             callbacks = kept[1]
         else:
             state = workspace.load_state()  # refuses another fleet's state
             callbacks = dict(state.callbacks) if state else {}
-            if path is not None:
-                self.kept = {path: (signature, callbacks)}  # taken before reading: a newer file is read again
+            self.kept = {where: (signature, callbacks)}  # taken before reading: a newer state is read again
         return {name: copy.copy(record) for name, record in callbacks.items()}
 
 
@@ -130,12 +128,9 @@ def _file_signature(path: Path) -> tuple[int, int, int] | None:
 
 
 def state_signature(workspace: Workspace) -> Hashable:
-    """What tells that the recorded callbacks may have changed: the state and journal files' signatures (None
-    for a backend whose files cannot be watched, whose credentials are then reloaded at every opportunity)."""
-    backend = workspace.backend
-    if isinstance(backend, FileBackend):
-        return (_file_signature(backend.path), _file_signature(backend.journal_path))
-    return None
+    """What tells that the recorded callbacks may have changed: the backend's signature of its state and
+    journal."""
+    return workspace.backend.signature()
 
 
 def load_in_child(config: str, environ: dict[str, str]) -> Credentials | str:
