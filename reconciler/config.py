@@ -71,6 +71,7 @@ class StateSettings:
     path: EnvValue | None = None
     dsn: EnvValue | None = None
     fingerprint_key: EnvValue | None = None
+    schema: str = "reconciler"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +251,7 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
             or EnvValue(".reconciler/state.json", ".reconciler/state.json", Source("default")),
             dsn=text("state", "dsn"),
             fingerprint_key=text("state", "fingerprint_key"),
+            schema=str(state.get("schema", "reconciler")),
         ),
         guards={name: Limit.parse(value) for name, value in data.get("guards", {}).items()},
         pending_timeout=pending_timeout,

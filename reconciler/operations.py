@@ -96,8 +96,13 @@ def open_workspace(config: Path, environ: Mapping[str, str]) -> Workspace:
     settings = load_settings(config, environ)
     fleet = settings.require(settings.fleet, "fleet")
     state = settings.state
-    path = settings.path(state.path, "state.path") if state.path is not None else None
-    return Workspace(settings, fleet, open_backend(state.backend, path), settings.diagnostics)
+    if state.backend == "postgres":
+        dsn = settings.require(state.dsn, "state.dsn")
+        backend = open_backend("postgres", fleet, dsn=dsn, schema=state.schema)
+    else:
+        path = settings.path(state.path, "state.path") if state.path is not None else None
+        backend = open_backend(state.backend, fleet, path=path)
+    return Workspace(settings, fleet, backend, settings.diagnostics)
 
 
 def plan_changes(

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import socket
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.files import WriteFiles, copy_examples
+from tests.postgres import Cluster, start_cluster
 
 _STARTED_IN = pytest.StashKey[str]()
 
@@ -90,3 +93,42 @@ def write(tmp_path: Path) -> WriteFiles:
 def repo(tmp_path: Path) -> Path:
     """A copy of examples/: a complete config repo, with no state yet."""
     return copy_examples(tmp_path / "repo")
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL server for the session. Without its binaries the tests that need it are skipped, except in
+    CI (`CI=true`), where .ci/run installs them and a skip would hide a broken install: there it fails."""
+    try:
+        cluster = start_cluster()
+    except (FileNotFoundError, subprocess.CalledProcessError) as error:
+        detail = error.stderr if isinstance(error, subprocess.CalledProcessError) else str(error)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is needed in CI and could not be started: {detail}")
+        pytest.skip(f"PostgreSQL server binaries are not installed here ({detail})")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: Cluster) -> str:
+    return pg_cluster.dsn
+
+
+@pytest.fixture
+def pg_schema() -> str:
+    """A schema of its own for each test: tests share the server, never their tables."""
+    return "t_" + secrets.token_hex(6)
+
+
+@pytest.fixture(params=["file", "postgres"])
+def state_backend(request: pytest.FixtureRequest) -> str:
+    """Run a test on each state backend (the PostgreSQL one is skipped where the server is absent)."""
+    if request.param == "postgres":
+        request.getfixturevalue("pg_cluster")
+    return str(request.param)

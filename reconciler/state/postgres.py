@@ -1,0 +1,510 @@
+"""The PostgreSQL backend: one database shared by CI runners, webhook receivers and the controller.
+
+Tables live in a schema of their own (`state.schema`, default `reconciler`), created and migrated by the tool
+on first use; a schema newer than this release knows is refused. Several fleets share one database: every row
+carries its fleet id. Designed from what users of Terraform's pg backend run into:
+
+- the state is append-only versions (fleet, serial, lineage, writer, time, body); a save inserts the next serial
+  in a transaction that first checks the lock row is still the writer's and the latest version is the one it
+  loaded, so a lost update or a save after a takeover is refused, not merged; old versions are pruned;
+- the writers' lock is a row (holder, host, pid, command, started, expires), renewed by heartbeat, taken over
+  once expired (by the database's clock, the same for every runner). No session advisory lock: behind a
+  transaction-pooling PgBouncer those are held by whichever session the pooler hands out;
+- the journal is rows, group-committed: an intent is committed before its call is sent;
+- events are rows with a unique key per notification, so a duplicate delivery is dropped by the database and
+  any number of receivers can insert at once.
+
+Each kind of work (state and lock, journal, lock renewal, events) has a connection of its own, so a long save
+does not hold up a renewal. Messages name host, port and database, never the DSN's password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import weakref
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from reconciler.clock import isotime, parse_time, utcnow
+from reconciler.errors import LockedError, LockLostError, StateError
+from reconciler.state.backend import LOCK_TTL, LockInfo, Version
+from reconciler.state.commit import GroupCommit
+from reconciler.state.model import State
+
+if TYPE_CHECKING:  # psycopg loads only for this backend
+    import psycopg
+
+SCHEMA_VERSION = 1
+KEEP_VERSIONS = 100  # state versions kept per fleet; older ones are pruned as new ones are saved
+CONNECT_TIMEOUT = 10  # seconds: an unreachable database is known quickly
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE {s}.states (
+            fleet text NOT NULL,
+            serial bigint NOT NULL,
+            lineage text NOT NULL,
+            saved_at timestamptz NOT NULL DEFAULT now(),
+            writer text NOT NULL DEFAULT '',
+            body text NOT NULL,
+            PRIMARY KEY (fleet, serial))""",
+        """CREATE TABLE {s}.locks (
+            fleet text PRIMARY KEY,
+            id text NOT NULL,
+            holder text NOT NULL,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            command text NOT NULL,
+            started timestamptz NOT NULL,
+            expires timestamptz NOT NULL)""",
+        """CREATE TABLE {s}.journal (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            fleet text NOT NULL,
+            entry text NOT NULL)""",
+        "CREATE INDEX journal_fleet ON {s}.journal (fleet, seq)",
+        """CREATE TABLE {s}.events (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            fleet text NOT NULL,
+            key text NOT NULL,
+            entry text NOT NULL,
+            UNIQUE (fleet, key))""",
+        "CREATE INDEX events_fleet ON {s}.events (fleet, seq)",
+    ],
+}
+
+
+def where(dsn: str) -> str:
+    """host:port/database of a DSN, for messages: never the password (nor the user)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:  # a malformed DSN: say so without repeating it
+        return "a database whose DSN cannot be read"
+    host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
+    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or 'postgres'}"
+
+
+def event_key(event: Any) -> str:
+    """What makes two deliveries one notification: everything but when and how it was recorded."""
+    if isinstance(event, dict):
+        event = {k: v for k, v in event.items() if k not in ("received_at", "unmatched", "rejected")}
+    return hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class PostgresBackend:
+    def __init__(self, dsn: str, fleet: str, schema: str = "reconciler") -> None:
+        self.dsn = dsn
+        self.fleet = fleet
+        self.schema = schema
+        self.place = where(dsn)
+        self._connections: dict[str, psycopg.Connection[Any]] = {}
+        self._guards: dict[str, threading.Lock] = {}
+        self._setup = threading.Lock()
+        self._migrated = False
+        self._journal = GroupCommit(self._write_journal, f"the journal in {self.name}")
+        self._read_seqs: list[int] = []  # the events the last read_events returned, by row
+        # connections close when the backend is dropped or the process ends, whoever forgets to close it
+        weakref.finalize(self, _close_all, self._connections)
+
+    @property
+    def name(self) -> str:
+        return f"postgres {self.place} (schema {self.schema}, fleet {self.fleet})"
+
+    # ---- connections ----------------------------------------------------------------------------------------
+
+    def _problem(self, error: Exception, doing: str) -> StateError:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        password = _password(self.dsn)
+        if password:
+            text = text.replace(password, "***")
+        return StateError(f"the state database {self.place} could not {doing}: {text}")
+
+    @contextmanager
+    def _transaction(self, purpose: str, doing: str) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction on the connection kept for `purpose`, committed on success. StateError (naming the
+        database, never the password) when the database cannot be reached or refuses."""
+        import psycopg
+
+        self._migrate()
+        guard = self._guards.setdefault(purpose, threading.Lock())
+        with guard:
+            try:
+                connection = self._connection(purpose)
+                with connection.transaction():
+                    yield connection
+            except psycopg.Error as error:
+                self._drop(purpose)  # a broken connection is opened again next time
+                raise self._problem(error, doing) from None
+
+    def _connection(self, purpose: str) -> psycopg.Connection[Any]:
+        import psycopg
+
+        connection = self._connections.get(purpose)
+        if connection is None or connection.closed:
+            connection = psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="reconciler"
+            )
+            self._connections[purpose] = connection
+        return connection
+
+    def _drop(self, purpose: str) -> None:
+        connection = self._connections.pop(purpose, None)
+        if connection is not None:
+            connection.close()
+
+    def close(self) -> None:
+        _close_all(self._connections)
+
+    def _sql(self, text: str) -> Any:
+        from psycopg import sql
+
+        return sql.SQL(text).format(s=sql.Identifier(self.schema))
+
+    def _migrate(self) -> None:
+        """Create or upgrade the tables once per process; concurrent first uses are serialised by a lock held
+        for the transaction only (a transaction-level advisory lock is safe behind PgBouncer)."""
+        if self._migrated:
+            return
+        import psycopg
+
+        with self._setup:
+            if self._migrated:
+                return
+            try:
+                with (
+                    psycopg.connect(
+                        self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="reconciler"
+                    ) as connection,
+                    connection.transaction(),
+                ):
+                    lock = f"reconciler:{self.schema}"
+                    connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+                    connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
+                    connection.execute(
+                        self._sql("CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text)")
+                    )
+                    row = connection.execute(
+                        self._sql("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
+                    ).fetchone()
+                    version = int(row[0]) if row else 0
+                    if version > SCHEMA_VERSION:
+                        raise StateError(
+                            f"the state database {self.place} (schema {self.schema}) has tables of version "
+                            f"{version}, newer than this reconciler knows ({SCHEMA_VERSION}): upgrade reconciler"
+                        )
+                    for step in range(version + 1, SCHEMA_VERSION + 1):
+                        for statement in MIGRATIONS[step]:
+                            connection.execute(self._sql(statement))
+                    if version < SCHEMA_VERSION:
+                        connection.execute(
+                            self._sql(
+                                "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', %s) "
+                                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                            ),
+                            (str(SCHEMA_VERSION),),
+                        )
+            except psycopg.Error as error:
+                raise self._problem(error, "be opened") from None
+            self._migrated = True
+
+    # ---- state ----------------------------------------------------------------------------------------------
+
+    def load(self) -> State | None:
+        with self._transaction("state", "read the state") as db:
+            row = db.execute(
+                self._sql("SELECT serial, body FROM {s}.states WHERE fleet = %s ORDER BY serial DESC LIMIT 1"),
+                (self.fleet,),
+            ).fetchone()
+        if row is None:
+            return None
+        origin = f"version {row[0]} of the state in {self.name}"
+        try:
+            data = json.loads(row[1])
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise StateError(f"{origin} is corrupt (not JSON: {str(error)[:200]}){_restore_hint()}") from None
+        try:
+            return State.from_dict(data, origin)
+        except StateError as error:
+            if "is corrupt" not in str(error):
+                raise
+            raise StateError(f"{error}{_restore_hint()}") from None
+
+    def save(
+        self, state: State, expected_serial: int | None, lock: str | None = None, serial: int | None = None
+    ) -> int:
+        import psycopg
+
+        try:
+            with self._transaction("state", "save the state") as db:
+                writer = ""
+                if lock is not None:
+                    holder = db.execute(
+                        self._sql("SELECT id, command, holder, host FROM {s}.locks WHERE fleet = %s FOR UPDATE"),
+                        (self.fleet,),
+                    ).fetchone()
+                    if holder is None or holder[0] != lock:
+                        raise LockLostError(
+                            f"the lock on {self.name} was taken over by another run "
+                            f"({'lock ' + holder[0] if holder else 'now released'}); nothing saved"
+                        )
+                    writer = f"{holder[1]} by {holder[2]}@{holder[3]}"
+                current = db.execute(
+                    self._sql(
+                        "SELECT serial, lineage FROM {s}.states WHERE fleet = %s "
+                        "ORDER BY serial DESC LIMIT 1 FOR UPDATE"
+                    ),
+                    (self.fleet,),
+                ).fetchone()
+                if current is not None:
+                    if expected_serial is None or current[1] != state.lineage:
+                        raise StateError(
+                            f"{self.name} now holds lineage {current[1]}, not {state.lineage}: another state was "
+                            "written there; nothing saved"
+                        )
+                    if current[0] != expected_serial:
+                        raise StateError(
+                            f"{self.name} moved to serial {current[0]} since serial {expected_serial} was loaded; "
+                            "nothing saved"
+                        )
+                elif expected_serial is not None:
+                    raise StateError(
+                        f"{self.name} holds no state since serial {expected_serial} was loaded; nothing saved"
+                    )
+                following = current[0] + 1 if current is not None else 1
+                new_serial = max(following, serial or 0)
+                previous = state.serial
+                state.serial = new_serial
+                try:
+                    body = json.dumps(state.to_dict(), separators=(",", ":"))
+                finally:
+                    state.serial = previous
+                db.execute(
+                    self._sql(
+                        "INSERT INTO {s}.states (fleet, serial, lineage, writer, body) VALUES (%s, %s, %s, %s, %s)"
+                    ),
+                    (self.fleet, new_serial, state.lineage, writer, body),
+                )
+                db.execute(
+                    self._sql("DELETE FROM {s}.states WHERE fleet = %s AND serial <= %s"),
+                    (self.fleet, new_serial - KEEP_VERSIONS),
+                )
+        except psycopg.errors.UniqueViolation:  # pragma: no cover - the row lock above orders savers first
+            raise StateError(f"{self.name} moved while saving; nothing saved") from None
+        state.serial = new_serial
+        return new_serial
+
+    def history(self, limit: int = 20) -> list[Version]:
+        with self._transaction("state", "read the state's history") as db:
+            rows = db.execute(
+                self._sql(
+                    "SELECT serial, lineage, saved_at, writer FROM {s}.states WHERE fleet = %s "
+                    "ORDER BY serial DESC LIMIT %s"
+                ),
+                (self.fleet, limit),
+            ).fetchall()
+        return [Version(serial, lineage, isotime(saved), writer) for serial, lineage, saved, writer in rows]
+
+    def signature(self) -> Hashable:
+        with self._transaction("state", "read the state") as db:
+            row = db.execute(
+                self._sql(
+                    "SELECT (SELECT max(serial) FROM {s}.states WHERE fleet = %s), "
+                    "(SELECT max(seq) FROM {s}.journal WHERE fleet = %s), "
+                    "(SELECT count(*) FROM {s}.journal WHERE fleet = %s)"
+                ),
+                (self.fleet, self.fleet, self.fleet),
+            ).fetchone()
+        return tuple(row) if row else None
+
+    # ---- lock -----------------------------------------------------------------------------------------------
+
+    def current_lock(self) -> LockInfo | None:
+        with self._transaction("state", "read the lock") as db:
+            row = db.execute(
+                self._sql("SELECT id, holder, host, pid, command, started, expires FROM {s}.locks WHERE fleet = %s"),
+                (self.fleet,),
+            ).fetchone()
+        return _lock(row) if row else None
+
+    def acquire_lock(self, info: LockInfo) -> None:
+        for _ in range(10):
+            if self._try_lock(info):
+                return
+        raise LockedError(f"state {self.name}: could not take the lock (other writers keep taking it)")
+
+    def _try_lock(self, info: LockInfo) -> bool:
+        """True when the lock is ours now; False when its holder released it meanwhile (try again)."""
+        ttl = _ttl(info)
+        with self._transaction("state", "take the lock") as db:
+            taken = db.execute(
+                self._sql(
+                    "INSERT INTO {s}.locks (fleet, id, holder, host, pid, command, started, expires) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, now(), now() + %s) ON CONFLICT (fleet) DO NOTHING RETURNING id"
+                ),
+                (self.fleet, info.id, info.holder, info.host, info.pid, info.command, ttl),
+            ).fetchone()
+            if taken is not None:
+                return True
+            row = db.execute(
+                self._sql(
+                    "SELECT id, holder, host, pid, command, started, expires, expires <= now() "
+                    "FROM {s}.locks WHERE fleet = %s FOR UPDATE"
+                ),
+                (self.fleet,),
+            ).fetchone()
+            if row is None:
+                return False
+            holder = _lock(row[:7])
+            if not (row[7] or holder.holder_is_gone()):
+                raise LockedError(
+                    f"state {self.name} is locked: {holder.describe()}. If that run is gone, wait for the lock to "
+                    f"expire or run `reconciler state unlock {holder.id}`"
+                )
+            db.execute(  # taken over: expired, or its process is gone
+                self._sql(
+                    "UPDATE {s}.locks SET id = %s, holder = %s, host = %s, pid = %s, command = %s, started = now(), "
+                    "expires = now() + %s WHERE fleet = %s"
+                ),
+                (info.id, info.holder, info.host, info.pid, info.command, ttl, self.fleet),
+            )
+            return True
+
+    def renew_lock(self, info: LockInfo) -> None:
+        with self._transaction("renew", "renew the lock") as db:
+            renewed = db.execute(
+                self._sql("UPDATE {s}.locks SET expires = now() + %s WHERE fleet = %s AND id = %s"),
+                (_ttl(info), self.fleet, info.id),
+            ).rowcount
+        if not renewed:
+            raise LockLostError(f"lost the lock on {self.name}: it was released or taken over")
+
+    def release_lock(self, lock_id: str) -> None:
+        with self._transaction("state", "release the lock") as db:
+            db.execute(self._sql("DELETE FROM {s}.locks WHERE fleet = %s AND id = %s"), (self.fleet, lock_id))
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        holder = self.current_lock()
+        if holder is None:
+            raise StateError(f"state {self.name} is not locked")
+        if holder.id != lock_id:
+            raise StateError(f"lock id {lock_id} does not hold state {self.name}; it is {holder.describe()}")
+        self.release_lock(lock_id)
+        return holder
+
+    # ---- journal --------------------------------------------------------------------------------------------
+
+    def append_journal(self, entries: Sequence[dict[str, Any]]) -> None:
+        self._journal.append(entries)
+
+    def _write_journal(self, entries: list[dict[str, Any]]) -> None:
+        with self._transaction("journal", "write the journal") as db, db.cursor() as cursor:
+            cursor.executemany(
+                self._sql("INSERT INTO {s}.journal (fleet, entry) VALUES (%s, %s)"),
+                [(self.fleet, json.dumps(entry, separators=(",", ":"))) for entry in entries],
+            )
+
+    def read_journal(self) -> list[dict[str, Any]]:
+        with self._transaction("state", "read the journal") as db:
+            rows = db.execute(
+                self._sql("SELECT seq, entry FROM {s}.journal WHERE fleet = %s ORDER BY seq"), (self.fleet,)
+            ).fetchall()
+        entries = []
+        for seq, text in rows:
+            try:
+                entry = json.loads(text)
+            except (json.JSONDecodeError, RecursionError):
+                entry = None
+            if not isinstance(entry, dict):
+                raise StateError(
+                    f"the journal in {self.name} is corrupt: row {seq} is not a journal entry. It holds the calls of "
+                    "a run that did not finish: check it, then delete the bad rows (or all, to forget those calls)"
+                )
+            entries.append(entry)
+        return entries
+
+    def clear_journal(self) -> None:
+        with self._transaction("journal", "clear the journal") as db:
+            db.execute(self._sql("DELETE FROM {s}.journal WHERE fleet = %s"), (self.fleet,))
+
+    # ---- events ---------------------------------------------------------------------------------------------
+
+    def append_events(self, events: Sequence[dict[str, Any]]) -> None:
+        if not events:
+            return
+        with self._transaction("events", "record events") as db, db.cursor() as cursor:
+            cursor.executemany(
+                self._sql(
+                    "INSERT INTO {s}.events (fleet, key, entry) VALUES (%s, %s, %s) ON CONFLICT (fleet, key) DO NOTHING"
+                ),
+                [(self.fleet, event_key(event), json.dumps(event, separators=(",", ":"))) for event in events],
+            )
+
+    def read_events(self) -> list[Any]:
+        with self._transaction("state", "read events") as db:
+            rows = db.execute(
+                self._sql("SELECT seq, entry FROM {s}.events WHERE fleet = %s ORDER BY seq"), (self.fleet,)
+            ).fetchall()
+        self._read_seqs = [seq for seq, _ in rows]
+        entries: list[Any] = []
+        for _, text in rows:
+            try:
+                entries.append(json.loads(text))
+            except (json.JSONDecodeError, RecursionError):
+                entries.append(None)  # not an event: folding counts it as malformed
+        return entries
+
+    def replace_events(self, count: int, kept: Sequence[dict[str, Any]]) -> None:
+        """One transaction: the rows read are replaced by what is kept, so nothing is lost nor doubled, however
+        many receivers insert meanwhile (their rows were not read, and are not touched)."""
+        dropped = self._read_seqs[:count]
+        with self._transaction("state", "replace events") as db, db.cursor() as cursor:
+            db.execute(self._sql("DELETE FROM {s}.events WHERE seq = ANY(%s)"), (dropped,))
+            cursor.executemany(
+                self._sql(
+                    "INSERT INTO {s}.events (fleet, key, entry) VALUES (%s, %s, %s) ON CONFLICT (fleet, key) DO NOTHING"
+                ),
+                [(self.fleet, event_key(event), json.dumps(event, separators=(",", ":"))) for event in kept],
+            )
+        self._read_seqs = self._read_seqs[count:]
+
+
+def _close_all(connections: dict[str, psycopg.Connection[Any]]) -> None:
+    for purpose in list(connections):
+        connections.pop(purpose).close()
+
+
+def _ttl(info: LockInfo) -> timedelta:
+    """The lease the holder asks for: from now to the expiry it computed, at least a second."""
+    try:
+        left = parse_time(info.expires) - utcnow()
+    except ValueError:
+        left = LOCK_TTL
+    return max(left, timedelta(seconds=1))
+
+
+def _lock(row: Sequence[Any]) -> LockInfo:
+    identity, holder, host, pid, command, started, expires = row
+    return LockInfo(identity, holder, host, int(pid), command, _when(started), _when(expires))
+
+
+def _when(moment: Any) -> str:
+    return isotime(moment if isinstance(moment, datetime) else datetime.now(UTC))
+
+
+def _password(dsn: str) -> str | None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        value = conninfo_to_dict(dsn).get("password")
+    except Exception:
+        return None
+    return str(value) if value else None
+
+
+def _restore_hint() -> str:
+    return "; earlier versions are kept: `reconciler state history` lists them"

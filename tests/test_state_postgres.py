@@ -1,0 +1,126 @@
+"""What only the PostgreSQL backend has: tables made and migrated by the tool, fleets side by side in one
+database, duplicates dropped by the database, many writers of events, and messages without the password."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from reconciler.errors import StateError
+from reconciler.state import postgres
+from reconciler.state.model import SlotRecord, State
+from reconciler.state.postgres import PostgresBackend
+from tests.planning import program
+
+pytestmark = pytest.mark.usefixtures("pg_cluster")
+
+
+@pytest.fixture
+def backend(pg_dsn: str, pg_schema: str) -> Iterator[PostgresBackend]:
+    opened = PostgresBackend(pg_dsn, "fleet-1", pg_schema)
+    yield opened
+    opened.close()
+
+
+def test_an_unreachable_database_is_named_by_host_port_and_database_never_by_its_password(pg_dsn: str) -> None:
+    dead = pg_dsn.rsplit(":", 1)[0] + ":9/postgres"  # port 9: nothing listens
+    with pytest.raises(StateError) as raised:
+        PostgresBackend(dead, "fleet-1").load()
+    message = str(raised.value)
+    assert "the state database 127.0.0.1:9/postgres could not be opened" in message
+    password = pg_dsn.split(":")[2].split("@")[0]
+    assert password not in message
+    wrong = pg_dsn.replace(password, "wrong-password-canary")
+    with pytest.raises(StateError) as refused:
+        PostgresBackend(wrong, "fleet-1").load()
+    assert "password authentication failed" in str(refused.value)
+    assert "wrong-password-canary" not in str(refused.value)
+
+
+def test_tables_are_made_once_even_by_writers_starting_together(pg_dsn: str, pg_schema: str) -> None:
+    errors: list[BaseException] = []
+
+    def first_use() -> None:
+        try:
+            PostgresBackend(pg_dsn, "fleet-1", pg_schema).load()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=first_use) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with psycopg.connect(pg_dsn) as db:
+        version = db.execute(f"SELECT value FROM {pg_schema}.meta WHERE key = 'schema_version'").fetchone()
+    assert version == (str(postgres.SCHEMA_VERSION),)
+
+
+def test_tables_newer_than_this_release_are_refused(pg_dsn: str, pg_schema: str, backend: PostgresBackend) -> None:
+    backend.load()
+    with psycopg.connect(pg_dsn) as db:
+        db.execute(f"UPDATE {pg_schema}.meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StateError, match="has tables of version 99, newer than this reconciler knows"):
+        PostgresBackend(pg_dsn, "fleet-1", pg_schema).load()
+
+
+def test_fleets_share_a_database_without_touching_each_other(pg_dsn: str, pg_schema: str) -> None:
+    one, two = PostgresBackend(pg_dsn, "fleet-1", pg_schema), PostgresBackend(pg_dsn, "fleet-2", pg_schema)
+    one.save(State.new("fleet-1"), None)
+    assert two.load() is None
+    two.save(State.new("fleet-2"), None)
+    one.append_journal([{"kind": "intent", "id": "x", "op": "remote"}])
+    two.append_events([{"remoteActionId": "r"}])
+    assert two.read_journal() == [] and one.read_events() == []
+    assert one.load().fleet == "fleet-1" and two.load().fleet == "fleet-2"  # type: ignore[union-attr]
+
+
+def test_a_duplicate_notification_is_dropped_by_the_database(backend: PostgresBackend) -> None:
+    event = {"remoteActionId": "r", "type": "Done", "status": "Success", "callbackId": "cb"}
+    backend.append_events([{**event, "received_at": "2026-11-25T07:00:00Z"}])
+    backend.append_events([{**event, "received_at": "2026-11-25T07:00:09Z"}])  # the API's retry
+    assert len(backend.read_events()) == 1
+
+
+def test_receivers_inserting_together_lose_and_double_nothing(pg_dsn: str, pg_schema: str) -> None:
+    receivers = [PostgresBackend(pg_dsn, "fleet-1", pg_schema) for _ in range(4)]
+
+    def deliver(backend: PostgresBackend, start: int) -> None:
+        for batch in range(25):
+            backend.append_events([{"remoteActionId": f"r{start + batch * 10 + n}"} for n in range(10)])
+
+    # two receivers get the same notifications (the API retried through the load balancer), two others new ones
+    threads = [
+        threading.Thread(target=deliver, args=(r, base)) for r, base in zip(receivers, (0, 0, 1000, 2000), strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [event["remoteActionId"] for event in receivers[0].read_events()]
+    assert len(ids) == len(set(ids)) == 750
+
+
+def test_old_versions_are_pruned(monkeypatch: pytest.MonkeyPatch, backend: PostgresBackend) -> None:
+    monkeypatch.setattr(postgres, "KEEP_VERSIONS", 3)
+    state = State.new("fleet-1")
+    serial = None
+    for _ in range(6):
+        serial = backend.save(state, serial)
+    assert [version.serial for version in backend.history()] == [6, 5, 4]
+
+
+def test_a_corrupt_version_is_refused_and_the_history_named(
+    pg_dsn: str, pg_schema: str, backend: PostgresBackend
+) -> None:
+    state = State.new("fleet-1")
+    state.slots["V"] = {1: SlotRecord(program(1), "cb", None, "Set", "s")}
+    backend.save(state, None)
+    with psycopg.connect(pg_dsn) as db:
+        db.execute(f'UPDATE {pg_schema}.states SET body = \'{{"version": 1, "lineage": 5}}\'')
+    with pytest.raises(StateError, match=r"is corrupt.*earlier versions are kept: `reconciler state history`"):
+        backend.load()
