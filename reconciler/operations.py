@@ -4,6 +4,7 @@ Manager: it loads, locks, calls the core and the API client, and saves; it print
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -397,3 +398,39 @@ def index_fleet(state: State, vins: set[str], client: FleetClient) -> bool:
         else:
             state.not_in_fleet[vin] = now
     return True
+
+
+def push_state(workspace: Workspace, path: Path, *, force: bool = False) -> tuple[int, bool]:
+    """Upload a state file as the current state, with Terraform's rules: refused when it has another lineage or
+    a lower serial than the stored state, or the same serial with other content, unless `force`; a state of
+    another fleet is always refused. (new serial, whether anything was written). This is how a state moves
+    between backends: `state pull > state.json` on one, `state push state.json` on the other."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StateError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise StateError(f"{path} is not a reconciler state file ({str(error)[:200]})") from None
+    pushed = State.from_dict(data, str(path))
+    if pushed.fleet != workspace.fleet:
+        raise StateError(f"{path} is the state of fleet {pushed.fleet}, not {workspace.fleet}; nothing pushed")
+    with Lease(workspace.backend, "state push") as lease:
+        current = workspace.backend.load()
+        if current is not None:
+            if current.to_dict() == pushed.to_dict():
+                return current.serial, False
+            if not force:
+                if current.lineage != pushed.lineage:
+                    raise StateError(
+                        f"{path} has lineage {pushed.lineage}, the stored state {current.lineage}: it is another "
+                        "state, not a version of this one. Push it with --force to replace the stored state"
+                    )
+                if pushed.serial <= current.serial:
+                    raise StateError(
+                        f"{path} has serial {pushed.serial}, the stored state {current.serial}: it is not newer. "
+                        "Push it with --force to replace the stored state"
+                    )
+        serial = workspace.backend.save(
+            pushed, current.serial if current else None, lock=lease.id, serial=pushed.serial, force=force
+        )
+    return serial, True

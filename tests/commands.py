@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.manifests import load_desired
+from reconciler.operations import open_workspace
 from reconciler.planner import PlanOptions, make_plan
+from reconciler.state.backend import StateBackend
 from reconciler.state.file import FileBackend
 from reconciler.state.model import State
 from tests.planning import record_success
@@ -44,6 +46,11 @@ def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) 
         timeout=60,
         check=False,
     )
+
+
+def backend_of(repo: Path) -> StateBackend:
+    """The state backend a config repo names (a file, or PostgreSQL through $STATE_DSN)."""
+    return open_workspace(repo / "reconciler.yaml", {**os.environ, **SECRETS}).backend
 
 
 def measured(env: dict[str, str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.files import WriteFiles, copy_examples
-from tests.postgres import Cluster, start_cluster
+from tests.postgres import Cluster, start_cluster, use_postgres
 
 _STARTED_IN = pytest.StashKey[str]()
 
@@ -132,3 +132,16 @@ def state_backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
         request.getfixturevalue("pg_cluster")
     return str(request.param)
+
+
+@pytest.fixture
+def any_repo(
+    state_backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A copy of examples/ whose state lives on each backend in turn: a file, then PostgreSQL (its DSN in
+    $STATE_DSN, which every command the test runs inherits; its tables in a schema of the test's own)."""
+    repo = copy_examples(tmp_path / "repo")
+    if state_backend == "postgres":
+        monkeypatch.setenv("STATE_DSN", request.getfixturevalue("pg_dsn"))
+        use_postgres(repo, request.getfixturevalue("pg_schema"))
+    return repo

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -104,3 +105,25 @@ def start_cluster() -> Cluster:
     )
     cluster.start()
     return cluster
+
+
+def use_postgres(repo: Path, schema: str) -> None:
+    """Point a config repo's state at PostgreSQL: the DSN from $STATE_DSN (the tests set it), tables in `schema`."""
+    config = repo / "reconciler.yaml"
+    text = config.read_text()
+    file_state = "state:\n  backend: file\n  path: .reconciler/state.json\n"
+    assert file_state in text, "the repo's reconciler.yaml does not name the file backend as examples/ does"
+    config.write_text(
+        text.replace(file_state, f"state:\n  backend: postgres\n  dsn: ${{env:STATE_DSN}}\n  schema: {schema}\n")
+    )
+
+
+def forget_state(repo: Path) -> None:
+    """Lose a repo's state, as a user who deleted it would: the file backend's folder, or (PostgreSQL) a move
+    to a schema of tables not used yet."""
+    config = repo / "reconciler.yaml"
+    text = config.read_text()
+    if "backend: postgres" in text:
+        config.write_text(re.sub(r"schema: (\w+)", lambda m: f"schema: {m.group(1)}_lost", text))
+    else:
+        shutil.rmtree(repo / ".reconciler")

@@ -16,9 +16,19 @@ from pathlib import Path
 import pytest
 
 from reconciler.state.backend import LockInfo
-from reconciler.state.file import FileBackend
 from reconciler.vin import make_vin
-from tests.commands import ALLOW, SECRETS, apply, calls, desired_programs, environment, held_programs, labels, run
+from tests.commands import (
+    ALLOW,
+    SECRETS,
+    apply,
+    backend_of,
+    calls,
+    desired_programs,
+    environment,
+    held_programs,
+    labels,
+    run,
+)
 from tests.files import edit
 from tests.servers import Sandbox, sandbox
 
@@ -31,7 +41,8 @@ def box() -> Iterator[Sandbox]:
         yield running
 
 
-def test_apply_examples_converges_and_a_second_apply_writes_nothing(repo: Path, box: Sandbox) -> None:
+def test_apply_examples_converges_and_a_second_apply_writes_nothing(any_repo: Path, box: Sandbox) -> None:
+    repo = any_repo
     first = apply(repo, box, "--wait=30")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Apply: 31 calls done, 0 failed, 0 skipped" in first.stdout
@@ -45,10 +56,11 @@ def test_apply_examples_converges_and_a_second_apply_writes_nothing(repo: Path, 
     after = calls(box)
     for write in ("create_callback", "update_callback", "set_callback_status", "post_remote", "delete_callback"):
         assert after[write] == before[write], write
-    state = FileBackend(repo / ".reconciler" / "state.json").load()
+    backend = backend_of(repo)
+    state = backend.load()
     assert state is not None and state.slot_count == 84
-    assert not (repo / ".reconciler" / "state.json.journal").exists()
-    assert not (repo / ".reconciler" / "state.json.lock").exists()
+    assert backend.read_journal() == []
+    assert backend.current_lock() is None
 
 
 def test_one_edited_slot_is_one_post_carrying_only_that_slot(repo: Path, box: Sandbox) -> None:
@@ -151,8 +163,9 @@ def test_guards_block_apply_unless_allowed(repo: Path, box: Sandbox) -> None:
     assert allowed.returncode == 0, allowed.stderr
 
 
-def test_a_second_writer_exits_5(repo: Path, box: Sandbox) -> None:
-    backend = FileBackend(repo / ".reconciler" / "state.json")
+def test_a_second_writer_exits_5(any_repo: Path, box: Sandbox) -> None:
+    repo = any_repo
+    backend = backend_of(repo)
     holder = LockInfo.for_this_process("refresh")
     backend.acquire_lock(LockInfo(holder.id, "ops", "other-host", 1, "refresh", holder.started, holder.expires))
     result = apply(repo, box)
@@ -186,7 +199,8 @@ def converge(repo: Path, box: Sandbox, attempts: int = 8, *args: str) -> list[su
     raise AssertionError("no convergence: " + "\n".join(r.stdout[-400:] + r.stderr[-400:] for r in runs))
 
 
-def test_converges_through_errors_rate_limits_and_dropped_connections(repo: Path) -> None:
+def test_converges_through_errors_rate_limits_and_dropped_connections(any_repo: Path) -> None:
+    repo = any_repo
     with sandbox(vehicles=40, error_rate=0.2, drop_rate=0.05, rate_limit=40.0) as box:
         env_rate = {"RECONCILER_API_RATE_LIMIT": "60"}  # faster than the sandbox allows: 429s happen
         os.environ.update(env_rate)
@@ -202,7 +216,8 @@ def test_converges_through_errors_rate_limits_and_dropped_connections(repo: Path
         assert runs[-1].returncode == 0
 
 
-def test_sigterm_stops_cleanly_and_the_next_run_finishes(repo: Path) -> None:
+def test_sigterm_stops_cleanly_and_the_next_run_finishes(any_repo: Path) -> None:
+    repo = any_repo
     with sandbox(vehicles=40, latency_ms=150) as box:
         env = {**os.environ, **environment(box)}
         command = [sys.executable, "-m", "reconciler", "apply", "--auto-approve", "--parallelism", "2"]
@@ -215,21 +230,22 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(repo: Path) -> None:
         assert process.returncode == 130, out + err
         assert "Stopping: finishing the calls in flight" in err
         assert "skipped" in out
-        backend = FileBackend(repo / ".reconciler" / "state.json")
+        backend = backend_of(repo)
         state = backend.load()
         assert state is not None and 0 < len(state.slots) < 30
         assert backend.current_lock() is None
-        assert not backend.journal_path.exists()
+        assert backend.read_journal() == []
         converge(repo, box)
         assert labels(box) == ["fleet-ops"]
 
 
-def test_killed_at_random_moments_then_rerun_converges(repo: Path) -> None:
+def test_killed_at_random_moments_then_rerun_converges(any_repo: Path) -> None:
+    repo = any_repo
     rng = random.Random(20261125)
     with sandbox(vehicles=40, latency_ms=15) as box:
         env = {**os.environ, **environment(box), "RECONCILER_API_PARALLELISM": "3"}
         command = [sys.executable, "-m", "reconciler", "apply", "--auto-approve", *ALLOW]
-        backend = FileBackend(repo / ".reconciler" / "state.json")
+        backend = backend_of(repo)
         for round_ in range(12):
             if round_ % 4 == 3:  # now and then a change, so later runs have work to interrupt
                 edit(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.state.file import FileBackend
-from tests.commands import ALLOW, SECRETS, apply, calls, environment, run
+from tests.commands import ALLOW, SECRETS, apply, backend_of, calls, environment, run
 from tests.files import edit
 from tests.servers import sandbox
 
@@ -23,7 +23,8 @@ def all_vehicles_change(repo: Path) -> None:
     edit(repo / "manifests" / "schedules.yaml", '"13:30"', '"13:45"')
 
 
-def test_an_unreachable_api_stops_apply_with_exit_1_and_keeps_what_was_done(repo: Path) -> None:
+def test_an_unreachable_api_stops_apply_with_exit_1_and_keeps_what_was_done(any_repo: Path) -> None:
+    repo = any_repo
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         assert apply(repo, box, "--wait=30").returncode == 0
         env = environment(box)
@@ -33,7 +34,7 @@ def test_an_unreachable_api_stops_apply_with_exit_1_and_keeps_what_was_done(repo
     assert f"Error: stopped: the Fleet API at {env['RECONCILER_API_URL']} is not usable" in result.stderr
     assert "ConnectError" in result.stderr
     assert "not sent; the next plan holds what is left" in result.stderr
-    backend = FileBackend(repo / ".reconciler" / "state.json")
+    backend = backend_of(repo)
     assert backend.load() is not None and backend.current_lock() is None  # saved, lock released
 
 

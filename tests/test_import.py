@@ -10,15 +10,17 @@ from pathlib import Path
 import pytest
 
 from tests.commands import SECRETS, environment, labels, run
+from tests.postgres import forget_state
 from tests.servers import sandbox
 
 
 @pytest.mark.slow
-def test_import_then_plan_shows_no_changes(repo: Path) -> None:
+def test_import_then_plan_shows_no_changes(any_repo: Path) -> None:
+    repo = any_repo
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         env = environment(box)
         assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0
-        shutil.rmtree(repo / ".reconciler")  # the fleet is configured; the state is gone
+        forget_state(repo)  # the fleet is configured; the state is gone
         fresh = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
         assert fresh["summary"]["callbacks_create"] == 1 and fresh["summary"]["vehicles"] == 30
         callbacks = run("import", "callbacks", cwd=repo, env=env)

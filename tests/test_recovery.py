@@ -4,6 +4,7 @@ confirmed, fingerprints survive a first run killed before its first save, a lost
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -26,7 +27,7 @@ from reconciler.state.backend import LockInfo
 from reconciler.state.file import FileBackend
 from reconciler.state.lock import Lease
 from reconciler.state.model import CallbackRecord, State
-from tests.commands import SECRETS, apply, desired_programs, environment, held_programs, run
+from tests.commands import SECRETS, apply, backend_of, desired_programs, environment, held_programs, run
 from tests.planning import NOW, callback, desired, program
 from tests.servers import sandbox
 
@@ -219,14 +220,13 @@ def test_refresh_lists_vehicles_it_could_not_read_and_never_says_no_drift(
 
 @pytest.mark.slow
 def test_a_writer_whose_lock_was_taken_over_stops_and_saves_nothing(
-    repo: Path,
+    any_repo: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with sandbox(vehicles=40, asleep_rate=0.0, latency_ms=40) as box:
-        env = {**environment(box), "RECONCILER_API_PARALLELISM": "1"}
-        project = open_workspace(repo / "reconciler.yaml", env)
+        env = {**os.environ, **environment(box), "RECONCILER_API_PARALLELISM": "1"}
+        project = open_workspace(any_repo / "reconciler.yaml", env)
         backend = project.backend
-        assert isinstance(backend, FileBackend)
         monkeypatch.setattr(
             "reconciler.operations.Lease",
             lambda backend, command, stop=None: Lease(backend, command, timedelta(seconds=0.6), stop=stop),
@@ -235,16 +235,17 @@ def test_a_writer_whose_lock_was_taken_over_stops_and_saves_nothing(
 
         def take_over() -> None:
             time.sleep(0.5)
-            other = LockInfo.for_this_process("apply (another runner)")
-            backend.lock_path.write_text(other.to_json())  # the other runner found the lock expired
-            taken["state"] = backend.path.read_bytes() if backend.path.exists() else None
+            holder = backend.current_lock()
+            assert holder is not None
+            backend.force_unlock(holder.id)  # the other runner found the lock expired and took it
+            backend.acquire_lock(LockInfo.for_this_process("apply (another runner)"))
+            taken["state"] = backend_of(any_repo).history(1)
 
         threading.Thread(target=take_over, daemon=True).start()
         with pytest.raises(LockLostError) as raised:
             apply_changes(project, env, allow=("max_changed_vehicles",))
         assert raised.value.exit_code == 5
-        after = backend.path.read_bytes() if backend.path.exists() else None
-        assert after == taken["state"]  # not one save after the takeover
+        assert backend_of(any_repo).history(1) == taken["state"]  # not one save after the takeover
         assert box.inspect("stats")["calls"].get("post_remote", 0) < 30  # it stopped sending
 
 

@@ -15,7 +15,8 @@ from tests.servers import sandbox
 pytestmark = pytest.mark.slow
 
 
-def test_drift_is_reported_and_repaired(repo: Path) -> None:
+def test_drift_is_reported_and_repaired(any_repo: Path) -> None:
+    repo = any_repo
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         env = environment(box)
         assert run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env).returncode == 0

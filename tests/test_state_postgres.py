@@ -3,8 +3,13 @@ database, duplicates dropped by the database, many writers of events, and messag
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,7 +18,10 @@ from reconciler.errors import StateError
 from reconciler.state import postgres
 from reconciler.state.model import SlotRecord, State
 from reconciler.state.postgres import PostgresBackend
+from tests.commands import EXAMPLES_FLEET, SECRETS, desired_programs, environment, held_programs, labels, run
 from tests.planning import program
+from tests.postgres import Cluster, use_postgres
+from tests.servers import sandbox
 
 pytestmark = pytest.mark.usefixtures("pg_cluster")
 
@@ -124,3 +132,53 @@ def test_a_corrupt_version_is_refused_and_the_history_named(
         db.execute(f'UPDATE {pg_schema}.states SET body = \'{{"version": 1, "lineage": 5}}\'')
     with pytest.raises(StateError, match=r"is corrupt.*earlier versions are kept: `reconciler state history`"):
         backend.load()
+
+
+@pytest.mark.slow
+def test_a_command_with_the_database_down_exits_1_naming_it_and_not_its_password(
+    repo: Path, pg_dsn: str, pg_schema: str
+) -> None:
+    use_postgres(repo, pg_schema)
+    dead = pg_dsn.rsplit(":", 1)[0] + ":9/postgres"
+    for command in (("plan",), ("apply", "--auto-approve"), ("state", "list")):
+        result = run(*command, cwd=repo, env={**SECRETS, "STATE_DSN": dead})
+        assert result.returncode == 1, (command, result.stdout + result.stderr)
+        assert "the state database 127.0.0.1:9/postgres could not be opened" in result.stderr
+        assert pg_dsn.split(":")[2].split("@")[0] not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_losing_the_database_during_apply_sends_nothing_unjournalled_and_the_next_run_recovers(
+    repo: Path, pg_cluster: Cluster, pg_dsn: str, pg_schema: str
+) -> None:
+    use_postgres(repo, pg_schema)
+    with sandbox(vehicles=40, asleep_rate=0.0, latency_ms=60) as box:
+        env = {**os.environ, **environment(box), "STATE_DSN": pg_dsn, "RECONCILER_API_PARALLELISM": "2"}
+        command = [sys.executable, "-m", "reconciler", "apply", "--auto-approve"]
+        with subprocess.Popen(
+            command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as process:
+            box.wait(lambda: box.inspect("stats")["calls"].get("post_remote", 0) >= 4, timeout=30)
+            pg_cluster.kill()  # the database goes away in the middle of the run
+            try:
+                out, err = process.communicate(timeout=60)
+            finally:
+                pg_cluster.start()
+        assert process.returncode == 1, out + err
+        assert "the state database" in err and "Traceback" not in err
+        posted = {remote["label"] for remote in box.inspect("remotes")["remotes"]}
+        backend = PostgresBackend(pg_dsn, EXAMPLES_FLEET, pg_schema)
+        journalled = {entry.get("label") for entry in backend.read_journal() if entry.get("kind") == "intent"}
+        state = backend.load()
+        backend.close()
+        recorded = set() if state is None else {a for a in state.actions}
+        assert posted <= journalled | {
+            label for label in posted if label in recorded
+        }  # every call sent was journalled first
+        result = run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert held_programs(box) == desired_programs(repo)
+        assert labels(box) == ["fleet-ops"]
+        per_vehicle = Counter(r["vin"] for r in box.inspect("remotes")["remotes"])
+        assert max(per_vehicle.values()) == 1  # a remote whose answer the crash lost was adopted, not sent again

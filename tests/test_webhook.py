@@ -14,24 +14,25 @@ import httpx
 import pytest
 
 from reconciler.operations import open_workspace
+from reconciler.state.backend import StateBackend
 from reconciler.state.events import fold_events
-from reconciler.state.file import FileBackend
 from reconciler.state.record import record_callback
 from reconciler.webhook.app import create_app, parse_envelope
 from reconciler.webhook.serve import receiver
-from tests.commands import SECRETS, environment, run
+from tests.commands import SECRETS, backend_of, environment, run
 from tests.servers import Sandbox, sandbox, serve_app
-from tests.webhooks import done_events, receiving, wait_for
+from tests.webhooks import done_events, receiving, state_environment, wait_for
 
 
 @pytest.fixture
-def setup(repo: Path) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
-    with receiving(repo) as running:
+def setup(any_repo: Path) -> Iterator[tuple[Path, Sandbox, str, StateBackend]]:
+    """A receiver for a repo whose state is on each backend in turn."""
+    with receiving(any_repo) as running:
         yield running
 
 
 @pytest.mark.slow
-def test_outcomes_of_an_apply_arrive_and_are_folded(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
+def test_outcomes_of_an_apply_arrive_and_are_folded(setup: tuple[Path, Sandbox, str, StateBackend]) -> None:
     repo, box, _root, backend = setup
     env = environment(box)
     assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
@@ -48,7 +49,7 @@ def test_outcomes_of_an_apply_arrive_and_are_folded(setup: tuple[Path, Sandbox, 
 
 
 @pytest.mark.slow
-def test_wrong_credentials_get_401_and_record_nothing(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
+def test_wrong_credentials_get_401_and_record_nothing(setup: tuple[Path, Sandbox, str, StateBackend]) -> None:
     repo, box, root, backend = setup
     assert run("apply", "--auto-approve", cwd=repo, env=environment(box)).returncode == 0
     wait_for(lambda: len(done_events(backend)) == 30)
@@ -82,7 +83,7 @@ def test_wrong_credentials_get_401_and_record_nothing(setup: tuple[Path, Sandbox
 
 
 @pytest.mark.slow
-def test_malformed_and_oversized_bodies(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
+def test_malformed_and_oversized_bodies(setup: tuple[Path, Sandbox, str, StateBackend]) -> None:
     _repo, _box, root, backend = setup
     assert httpx.get(f"{root}/healthz").json()["status"] == "ok"
     assert httpx.post(f"{root}/remote/webhook", content=b"{nope").status_code == 400
@@ -144,7 +145,8 @@ def test_status_as_string_or_object(status: Any, text: str) -> None:
 
 
 @pytest.mark.slow
-def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(repo: Path) -> None:
+def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(any_repo: Path) -> None:
+    repo = any_repo
     with receiving(repo, failure_rate=0.5) as (_, box, _root, backend):
         env = environment(box)
         assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
@@ -170,7 +172,8 @@ def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(repo: P
 
 
 @pytest.mark.slow
-def test_a_receiver_down_for_a_while_loses_no_event(repo: Path) -> None:
+def test_a_receiver_down_for_a_while_loses_no_event(any_repo: Path) -> None:
+    repo = any_repo
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -178,10 +181,10 @@ def test_a_receiver_down_for_a_while_loses_no_event(repo: Path) -> None:
     text = callbacks.read_text().replace("http://127.0.0.1:8081", f"http://127.0.0.1:{port}")
     callbacks.write_text(text.replace("retryNumber: 3, retryDelay: 120", "retryNumber: 40, retryDelay: 100"))
     with sandbox(vehicles=40, asleep_rate=0.0, speed=500.0) as box:
-        env = {**SECRETS, **environment(box)}
+        env = {**state_environment(), **SECRETS, **environment(box)}
         assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0  # nobody listens yet
         box.wait(lambda: any(d["error"] for d in box.inspect("deliveries")["deliveries"]))
-        backend = FileBackend(repo / ".reconciler" / "state.json")
+        backend = backend_of(repo)
         with serve_app(create_app(receiver(open_workspace(repo / "reconciler.yaml", env), env)), port=port):
             wait_for(lambda: len(done_events(backend)) == 30)
         deliveries = box.inspect("deliveries")["deliveries"]
@@ -192,7 +195,7 @@ def test_a_receiver_down_for_a_while_loses_no_event(repo: Path) -> None:
 
 
 @pytest.mark.slow
-def test_events_for_unknown_remote_actions_are_kept_and_flagged(setup: tuple[Path, Sandbox, str, FileBackend]) -> None:
+def test_events_for_unknown_remote_actions_are_kept_and_flagged(setup: tuple[Path, Sandbox, str, StateBackend]) -> None:
     repo, box, root, backend = setup
     env = environment(box)
     assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0

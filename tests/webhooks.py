@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,27 +10,34 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.operations import open_workspace
-from reconciler.state.file import FileBackend
+from reconciler.state.backend import StateBackend
 from reconciler.webhook.app import create_app
 from reconciler.webhook.serve import receiver
-from tests.commands import SECRETS, environment
+from tests.commands import SECRETS, backend_of, environment
 from tests.servers import Sandbox, sandbox, serve_app
 
 
 @contextmanager
 def receiving(
     repo: Path, extra_env: dict[str, str] | None = None, **options: Any
-) -> Iterator[tuple[Path, Sandbox, str, FileBackend]]:
-    """A sandbox, and a receiver for the repo's state, with the callbacks' targets pointing at the receiver."""
+) -> Iterator[tuple[Path, Sandbox, str, StateBackend]]:
+    """A sandbox, and a receiver for the repo's state (whichever backend it names), with the callbacks'
+    targets pointing at the receiver."""
     with sandbox(vehicles=40, asleep_rate=0.0, **options) as box:
-        env = {**SECRETS, **environment(box), **(extra_env or {})}
+        env = {**state_environment(), **SECRETS, **environment(box), **(extra_env or {})}
         with serve_app(create_app(receiver(open_workspace(repo / "reconciler.yaml", env), env))) as root:
             callbacks = repo / "manifests" / "callbacks.yaml"
             callbacks.write_text(callbacks.read_text().replace("http://127.0.0.1:8081", root))
-            yield repo, box, root, FileBackend(repo / ".reconciler" / "state.json")
+            yield repo, box, root, backend_of(repo)
 
 
-def done_events(backend: FileBackend) -> list[dict[str, Any]]:
+def state_environment() -> dict[str, str]:
+    """The state backend's settings a test put in the environment ($STATE_DSN for PostgreSQL), for a receiver
+    started with an environment of its own."""
+    return {name: value for name, value in os.environ.items() if name == "STATE_DSN"}
+
+
+def done_events(backend: StateBackend) -> list[dict[str, Any]]:
     """The outcomes the receiver recorded in the events file."""
     return [e for e in backend.read_events() if e["type"] == "Done"]
 

@@ -1,17 +1,22 @@
-"""`state`: inspect the recorded state and repair it by hand (forget addresses, remove a stale lock)."""
+"""`state`: inspect the recorded state, repair it by hand (forget addresses, remove a stale lock), and move it
+between backends (pull, push)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import click
 
 from reconciler.cli.common import Options
 from reconciler.cli.signals import stop_on_signals
 from reconciler.errors import StateError
-from reconciler.operations import open_workspace
+from reconciler.operations import open_workspace, push_state
 from reconciler.render.json import write_json
+from reconciler.render.state import render_history
 from reconciler.state.addresses import addresses, describe, remove
 from reconciler.state.lock import Lease
 from reconciler.words import plural
@@ -69,4 +74,47 @@ def state_unlock(opts: Options, lock_id: str) -> int:
     opened = open_workspace(opts.config, os.environ)
     holder = opened.backend.force_unlock(lock_id)
     click.echo(f"Removed the lock {holder.describe()}.")
+    return 0
+
+
+@state.command("pull")
+@click.pass_obj
+def state_pull(opts: Options) -> int:
+    """Print the stored state as JSON (as a state file holds it): `state pull > state.json`."""
+    recorded = open_workspace(opts.config, os.environ).backend.load()
+    if recorded is None:
+        raise StateError("there is no recorded state yet")
+    json.dump(recorded.to_dict(), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+@state.command("push")
+@click.argument("state_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace the stored state even with another lineage or a lower serial.")
+@click.pass_obj
+def state_push(opts: Options, state_file: Path, force: bool) -> int:
+    """Upload a state file as the stored state (refused when it is another lineage or not newer, unless --force)."""
+    opened = open_workspace(opts.config, os.environ)
+    with stop_on_signals():
+        serial, written = push_state(opened, state_file, force=force)
+    if written:
+        click.echo(f"Pushed {state_file} to {opened.backend.name}: state serial {serial}.")
+    else:
+        click.echo(f"{opened.backend.name} already holds {state_file} (serial {serial}); nothing pushed.")
+    return 0
+
+
+@state.command("history")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def state_history(opts: Options, limit: int, fmt: str) -> int:
+    """The versions of the state kept, newest first (a file backend keeps the state and its .backup)."""
+    opened = open_workspace(opts.config, os.environ)
+    versions = opened.backend.history(limit)
+    if fmt == "json":
+        write_json({"versions": [asdict(version) for version in versions]}, sys.stdout, result="ok")
+    else:
+        render_history(versions, opened.backend.name, sys.stdout)
     return 0

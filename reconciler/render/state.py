@@ -6,11 +6,12 @@ All read one summary (`state_summary`), so their counts agree with each other.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, TextIO
 
 from reconciler.render.json import write_json
-from reconciler.state.backend import LockInfo
+from reconciler.state.backend import LockInfo, Version
 from reconciler.state.model import Outcome, SlotKind, State
 from reconciler.words import plural, program_text
 
@@ -121,3 +122,14 @@ def render_state_json(state: State | None, lock: LockInfo | None, out: TextIO) -
         "lock": asdict(lock) if lock else None,
     }
     write_json(document, out, result="ok")
+
+
+def render_history(versions: Sequence[Version], where: str, out: TextIO) -> None:
+    """`state history`: one line per version kept, newest first."""
+    if not versions:
+        out.write(f"No state is recorded in {where} yet.\n")
+        return
+    out.write(f"Versions of the state in {where}, newest first:\n")
+    for version in versions:
+        writer = f"  {version.writer}" if version.writer else ""
+        out.write(f"  serial {version.serial:>6}  {version.saved_at}  lineage {version.lineage}{writer}\n")

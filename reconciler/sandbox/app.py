@@ -591,6 +591,7 @@ async def sandbox_remotes(request: Request, sandbox: Sandbox) -> Response:
             "remotes": [
                 {
                     "remoteActionId": r.id,
+                    "label": r.remote.get("label"),
                     "vin": r.vehicle.vin,
                     "callbackId": r.callback_id,
                     "type": r.type,

@@ -115,13 +115,19 @@ class StateBackend(Protocol):
         ...
 
     def save(
-        self, state: State, expected_serial: int | None, lock: str | None = None, serial: int | None = None
+        self,
+        state: State,
+        expected_serial: int | None,
+        lock: str | None = None,
+        serial: int | None = None,
+        force: bool = False,
     ) -> int:
         """Save `state` as the successor of serial `expected_serial` (None: no state yet); return the new serial
         (`serial` when given and higher than the next one: `state push` keeps the serial of what it pushes).
 
-        StateError when the stored serial or lineage moved since it was loaded; LockLostError when `lock` (the
-        id of the lock the writer took) no longer holds the lock: another run took it over.
+        StateError when the stored serial or lineage moved since it was loaded (`force`: a state of another
+        lineage may replace it, as `state push --force` asks); LockLostError when `lock` (the id of the lock the
+        writer took) no longer holds the lock: another run took it over.
         """
         ...
 

@@ -68,7 +68,12 @@ class FileBackend:
         return ""
 
     def save(
-        self, state: State, expected_serial: int | None, lock: str | None = None, serial: int | None = None
+        self,
+        state: State,
+        expected_serial: int | None,
+        lock: str | None = None,
+        serial: int | None = None,
+        force: bool = False,
     ) -> int:
         if lock is not None:
             holder = self._read_lock()
@@ -79,7 +84,7 @@ class FileBackend:
                 )
         current = self._current(state, expected_serial)
         if current is not None:
-            if expected_serial is None or current.lineage != state.lineage:
+            if expected_serial is None or (current.lineage != state.lineage and not force):
                 raise StateError(
                     f"{self.path} now holds lineage {current.lineage}, not {state.lineage}: another state was "
                     "written here; nothing saved"

@@ -235,7 +235,12 @@ class PostgresBackend:
             raise StateError(f"{error}{_restore_hint()}") from None
 
     def save(
-        self, state: State, expected_serial: int | None, lock: str | None = None, serial: int | None = None
+        self,
+        state: State,
+        expected_serial: int | None,
+        lock: str | None = None,
+        serial: int | None = None,
+        force: bool = False,
     ) -> int:
         import psycopg
 
@@ -261,7 +266,7 @@ class PostgresBackend:
                     (self.fleet,),
                 ).fetchone()
                 if current is not None:
-                    if expected_serial is None or current[1] != state.lineage:
+                    if expected_serial is None or (current[1] != state.lineage and not force):
                         raise StateError(
                             f"{self.name} now holds lineage {current[1]}, not {state.lineage}: another state was "
                             "written there; nothing saved"
