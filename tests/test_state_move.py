@@ -63,3 +63,19 @@ def test_push_refuses_another_lineage_an_older_serial_and_another_fleet(repo: Pa
         )
         history = json.loads(run("state", "history", "--format", "json", cwd=repo, env=env).stdout)
         assert history["result"] == "ok" and len(history["versions"]) == 2  # a file keeps the state and its backup
+
+
+def test_two_clones_of_a_config_repo_share_one_state_in_postgres(tmp_path: Path, pg_dsn: str, pg_schema: str) -> None:
+    from tests.files import copy_examples
+
+    runner_a, runner_b = copy_examples(tmp_path / "a"), copy_examples(tmp_path / "b")
+    for clone in (runner_a, runner_b):
+        use_postgres(clone, pg_schema)
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = {**environment(box), "STATE_DSN": pg_dsn}
+        assert run("plan", "--detailed-exitcode", cwd=runner_b, env=env).returncode == 2
+        assert run("apply", "--auto-approve", cwd=runner_a, env=env).returncode == 0
+        plan = run("plan", "--detailed-exitcode", cwd=runner_b, env=env)
+        assert plan.returncode == 0, plan.stdout  # the other runner sees what the first one did
+        assert "No changes: the manifests match the recorded state" in plan.stdout
+        assert not (runner_b / ".reconciler").exists()  # nothing on the runner's disk
