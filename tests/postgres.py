@@ -45,6 +45,7 @@ class Cluster:
     port: int
     password: str
     user: str | None  # the system user the server runs as, when this process is root
+    durable: bool = False  # fsync: off for the tests (speed), on for benchmarks (figures of durable writes)
 
     @property
     def dsn(self) -> str:
@@ -66,13 +67,14 @@ class Cluster:
 
     def start(self) -> None:
         data = self.folder / "data"
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        fsync = "on" if self.durable else "off"
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync={fsync}"
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.folder / "log"), "-w", "start"
         )
 
 
-def start_cluster() -> Cluster:
+def start_cluster(durable: bool = False) -> Cluster:
     folder_bin = binaries()
     if folder_bin is None:
         raise FileNotFoundError("no PostgreSQL server binaries (initdb, pg_ctl)")
@@ -90,7 +92,7 @@ def start_cluster() -> Cluster:
         record = pwd.getpwnam(user)
         os.chown(folder, record.pw_uid, record.pw_gid)
         os.chown(folder / "pwfile", record.pw_uid, record.pw_gid)
-    cluster = Cluster(folder, folder_bin, _free_port(), password, user)
+    cluster = Cluster(folder, folder_bin, _free_port(), password, user, durable)
     cluster._run(
         str(folder_bin / "initdb"),
         "-D",

@@ -130,9 +130,9 @@ class PostgresBackend:
         database, never the password) when the database cannot be reached or refuses."""
         import psycopg
 
-        self._migrate()
         guard = self._guards.setdefault(purpose, threading.Lock())
         with guard:
+            self._migrate(purpose)
             try:
                 connection = self._connection(purpose)
                 with connection.transaction():
@@ -165,9 +165,10 @@ class PostgresBackend:
 
         return sql.SQL(text).format(s=sql.Identifier(self.schema))
 
-    def _migrate(self) -> None:
-        """Create or upgrade the tables once per process; concurrent first uses are serialised by a lock held
-        for the transaction only (a transaction-level advisory lock is safe behind PgBouncer)."""
+    def _migrate(self, purpose: str) -> None:
+        """Create or upgrade the tables once per process, on the connection `purpose` uses. The common case costs
+        one query (the tables are there, at this version); otherwise concurrent first uses are serialised by a
+        lock held for the transaction only (a transaction-level advisory lock is safe behind PgBouncer)."""
         if self._migrated:
             return
         import psycopg
@@ -176,41 +177,46 @@ class PostgresBackend:
             if self._migrated:
                 return
             try:
-                with (
-                    psycopg.connect(
-                        self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="reconciler"
-                    ) as connection,
-                    connection.transaction(),
-                ):
-                    lock = f"reconciler:{self.schema}"
-                    connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
-                    connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
-                    connection.execute(
-                        self._sql("CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text)")
-                    )
-                    row = connection.execute(
-                        self._sql("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
-                    ).fetchone()
-                    version = int(row[0]) if row else 0
-                    if version > SCHEMA_VERSION:
-                        raise StateError(
-                            f"the state database {self.place} (schema {self.schema}) has tables of version "
-                            f"{version}, newer than this reconciler knows ({SCHEMA_VERSION}): upgrade reconciler"
-                        )
-                    for step in range(version + 1, SCHEMA_VERSION + 1):
-                        for statement in MIGRATIONS[step]:
-                            connection.execute(self._sql(statement))
-                    if version < SCHEMA_VERSION:
-                        connection.execute(
-                            self._sql(
-                                "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', %s) "
-                                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-                            ),
-                            (str(SCHEMA_VERSION),),
-                        )
+                connection = self._connection(purpose)
+                try:
+                    with connection.transaction():
+                        row = connection.execute(
+                            self._sql("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
+                        ).fetchone()
+                    known = int(row[0]) if row else 0
+                except psycopg.errors.UndefinedTable:
+                    known = 0
+                if known != SCHEMA_VERSION:
+                    with connection.transaction():
+                        self._upgrade(connection)
             except psycopg.Error as error:
+                self._drop(purpose)
                 raise self._problem(error, "be opened") from None
             self._migrated = True
+
+    def _upgrade(self, connection: psycopg.Connection[Any]) -> None:
+        lock = f"reconciler:{self.schema}"
+        connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+        connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
+        connection.execute(self._sql("CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text)"))
+        row = connection.execute(self._sql("SELECT value FROM {s}.meta WHERE key = 'schema_version'")).fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"the state database {self.place} (schema {self.schema}) has tables of version "
+                f"{version}, newer than this reconciler knows ({SCHEMA_VERSION}): upgrade reconciler"
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[step]:
+                connection.execute(self._sql(statement))
+        if version < SCHEMA_VERSION:
+            connection.execute(
+                self._sql(
+                    "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                ),
+                (str(SCHEMA_VERSION),),
+            )
 
     # ---- state ----------------------------------------------------------------------------------------------
 
