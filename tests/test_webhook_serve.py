@@ -25,7 +25,7 @@ from reconciler.state.model import State
 from reconciler.state.record import record_callback
 from reconciler.webhook.credentials import ChildLoader, credentials
 from reconciler.webhook.serve import receiver
-from tests.commands import SECRETS, environment, run
+from tests.commands import SECRETS, backend_of, environment, run
 from tests.servers import sandbox
 from tests.webhooks import done_events, wait_for
 
@@ -83,17 +83,19 @@ def serving(repo: Path, env: dict[str, str], *options: str) -> Iterator[Served]:
 
 
 @pytest.mark.slow
-def test_the_first_apply_of_a_new_project_gets_its_notifications_accepted(repo: Path) -> None:
-    """No state file exists while the first apply runs: the callback it created is known from its journal."""
+def test_the_first_apply_of_a_new_project_gets_its_notifications_accepted(any_repo: Path) -> None:
+    """No state exists while the first apply runs: the callback it created is known from its journal. The
+    receiver is a process of its own, on each state backend in turn."""
+    repo = any_repo
     callbacks = repo / "manifests" / "callbacks.yaml"
     with sandbox(vehicles=40, asleep_rate=0.0) as box:
         # slow enough that the first notifications arrive before the apply saves its first state
         env = {**environment(box), "RECONCILER_API_RATE_LIMIT": "20"}
         with serving(repo, env) as served:
             callbacks.write_text(callbacks.read_text().replace("http://127.0.0.1:8081", served.url))
-            assert not (repo / ".reconciler" / "state.json").exists()
+            backend = backend_of(repo)
+            assert backend.load() is None
             assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0
-            backend = FileBackend(repo / ".reconciler" / "state.json")
             wait_for(lambda: len(done_events(backend)) == 30)
             status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
             assert (status["vehicles"], status["converged"], status["in_flight"]) == (30, 30, 0)
