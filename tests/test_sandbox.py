@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.sandbox.app import SandboxSettings
+from reconciler.sandbox.app import BASE, SandboxSettings
 from reconciler.sandbox.world import World
 from reconciler.vin import make_vin
 from tests.servers import Sandbox, sandbox, webhook
@@ -416,3 +416,23 @@ def test_settings_defaults_are_documented_values() -> None:
         "sandbox-client",
     )
     assert settings.fleet == "0a123bc5d1e873066454b4d9"
+
+
+def test_a_client_that_goes_away_mid_request_is_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import socket as sockets
+
+    logger = logging.getLogger("uvicorn.error")  # uvicorn's loggers do not propagate: listen where it writes
+    with sandbox() as box:
+        logger.addHandler(caplog.handler)  # once the server configured its logging
+        port = int(box.root.rsplit(":", 1)[1])
+        with sockets.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(
+                f"POST {BASE}/fleets/{box.settings.fleet}/remote/callbacks?client_id=sandbox-client HTTP/1.1\r\nHost: x\r\n"
+                "Authorization: Basic c2FuZGJveDpzYW5kYm94LXBhc3N3b3Jk\r\n"
+                'Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{"label":'.encode()
+            )
+        time.sleep(0.5)  # the sandbox reads on, and finds the connection gone
+        assert box.inspect("stats")["requests"] >= 1
+    logger.removeHandler(caplog.handler)
+    assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -211,6 +211,8 @@ def route(path: str, handler: Handler, methods: list[str], sandbox: Sandbox) -> 
             return await handler(request, sandbox)
         except ApiProblem as problem:
             return problem.response()
+        except ClientDisconnect:  # the client went away mid-request (a killed apply): nothing to answer
+            return Response(status_code=499)
 
     return Route(path, endpoint, methods=methods)
 
