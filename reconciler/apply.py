@@ -312,7 +312,8 @@ class Applier:
         body = wire.remote_body(entry["label"], described["programs"])
         action_id, _ = self._attempt(entry, self.client.post_remote, vehicle, record.id, body)
         posted = {"action_id": action_id, "posted_at": isotime(utcnow())}
-        self.backend.append_journal([result(entry, True, **posted)])
+        # the answer rides with the next durable batch: lost in a crash, the remote is found again by its label
+        self.backend.append_journal([result(entry, True, **posted)], wait=False)
         with self.lock:  # the call object itself, not its journalled form: same record, less work
             self.open.pop(entry["id"], None)
             carried = [

@@ -164,3 +164,14 @@ def test_the_signature_moves_with_the_state_and_the_journal(backend: StateBacken
     assert saved != empty
     backend.append_journal([{"kind": "intent", "id": "x", "op": "remote"}])
     assert backend.signature() != saved
+
+
+def test_an_entry_that_need_not_wait_is_written_with_the_next_that_does(backend: StateBackend) -> None:
+    backend.append_journal([{"kind": "result", "id": "a", "ok": True}], wait=False)
+    assert backend.read_journal() == []  # not written yet: no one waited
+    backend.append_journal([{"kind": "intent", "id": "b", "op": "remote"}])
+    assert [entry["id"] for entry in backend.read_journal()] == ["a", "b"]
+    backend.append_journal([{"kind": "result", "id": "b", "ok": True}], wait=False)
+    backend.clear_journal()  # a saved state holds it all: what is queued goes too
+    backend.append_journal([{"kind": "intent", "id": "c", "op": "remote"}])
+    assert [entry["id"] for entry in backend.read_journal()] == ["c"]

@@ -157,8 +157,9 @@ class StateBackend(Protocol):
         """Remove the lock with this id whoever holds it (`state unlock`); StateError if it is not the current one."""
         ...
 
-    def append_journal(self, entries: Sequence[dict[str, Any]]) -> None:
-        """Durably append (fsync) entries before and after API calls."""
+    def append_journal(self, entries: Sequence[dict[str, Any]], wait: bool = True) -> None:
+        """Durably append entries before and after API calls: once they are durable (fsync, commit) when
+        `wait`; else with the next batch that waits (a call's result, whose loss costs a lookup on the API)."""
         ...
 
     def read_journal(self) -> list[dict[str, Any]]: ...

@@ -27,12 +27,15 @@ class GroupCommit:
         self.writing = False
         self.failure: tuple[int, BaseException] | None = None
 
-    def append(self, entries: Sequence[dict[str, Any]]) -> None:
-        if not entries:
-            return
+    def append(self, entries: Sequence[dict[str, Any]], wait: bool = True) -> None:
+        """Queue `entries`; with `wait`, return once they (and all queued before) are durable. Without, they are
+        written with the next batch anyone waits for (or by `flush`): for entries whose loss costs a lookup,
+        not a wrong outcome."""
         with self.condition:
             self.queue.extend(entries)
             self.tickets += len(entries)
+            if not wait:
+                return
             mine = self.tickets
             while True:
                 if self.failure is not None and mine <= self.failure[0]:
@@ -55,3 +58,10 @@ class GroupCommit:
         with self.condition:
             self.written, self.writing = upto, False
             self.condition.notify_all()
+
+    def discard(self) -> None:
+        """Forget what is queued and not written yet (the journal is being cleared: a saved state holds it)."""
+        with self.condition:
+            if not self.writing:
+                self.queue.clear()
+                self.written = self.tickets

@@ -222,8 +222,8 @@ class FileBackend:
 
     # ---- journal and events: JSON lines, appended with fsync ---------------------------------------------
 
-    def append_journal(self, entries: Sequence[dict[str, Any]]) -> None:
-        self._journal.append(entries)
+    def append_journal(self, entries: Sequence[dict[str, Any]], wait: bool = True) -> None:
+        self._journal.append(entries, wait)
 
     def read_journal(self) -> list[dict[str, Any]]:
         entries, bad = _read_lines(self.journal_path, "journal")
@@ -246,6 +246,7 @@ class FileBackend:
         os.fsync(self._journal_fd)
 
     def clear_journal(self) -> None:
+        self._journal.discard()
         with self._journal.condition:  # not while a batch is being written
             if self._journal_fd is not None:
                 os.close(self._journal_fd)

@@ -410,8 +410,8 @@ class PostgresBackend:
 
     # ---- journal --------------------------------------------------------------------------------------------
 
-    def append_journal(self, entries: Sequence[dict[str, Any]]) -> None:
-        self._journal.append(entries)
+    def append_journal(self, entries: Sequence[dict[str, Any]], wait: bool = True) -> None:
+        self._journal.append(entries, wait)
 
     def _write_journal(self, entries: list[dict[str, Any]]) -> None:
         """One statement for the whole batch: committed (durable) when it returns, in one round trip."""
@@ -445,6 +445,7 @@ class PostgresBackend:
         return entries
 
     def clear_journal(self) -> None:
+        self._journal.discard()
         with self._transaction("journal", "clear the journal") as db:
             db.execute(self._sql("DELETE FROM {s}.journal WHERE fleet = %s"), (self.fleet,))
 
