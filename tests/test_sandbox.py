@@ -418,6 +418,7 @@ def test_settings_defaults_are_documented_values() -> None:
     assert settings.fleet == "0a123bc5d1e873066454b4d9"
 
 
+@pytest.mark.slow
 def test_a_client_that_goes_away_mid_request_is_no_error(caplog: pytest.LogCaptureFixture) -> None:
     import logging
     import socket as sockets

@@ -89,6 +89,7 @@ def test_the_second_writer_is_told_who_holds_the_lock(backend: StateBackend) -> 
     assert backend.current_lock() is None
 
 
+@pytest.mark.slow
 def test_an_expired_lock_is_taken_over_and_its_old_holder_can_save_nothing(backend: StateBackend) -> None:
     backend.save(sample(), None)
     old = LockInfo.for_this_process("apply")
@@ -115,6 +116,7 @@ def test_force_unlock_needs_the_right_id(backend: StateBackend) -> None:
     assert backend.current_lock() is None
 
 
+@pytest.mark.slow
 def test_a_lease_renews_and_notices_a_takeover(backend: StateBackend) -> None:
     stop = threading.Event()
     with Lease(backend, "apply", ttl=timedelta(seconds=0.9), stop=stop) as lease:
