@@ -15,10 +15,9 @@ reach into the others' state.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,7 +35,7 @@ from reconciler.errors import (
     RunInterrupted,
 )
 from reconciler.model import Desired
-from reconciler.plan import Call, CallKind, CauseKind, Change, Plan
+from reconciler.plan import Call, CallKind, CauseKind, ChangeGroup, Plan
 from reconciler.state.backend import StateBackend
 from reconciler.state.journal import apply_result, begin, intent, result
 from reconciler.state.lock import Lease
@@ -114,7 +113,6 @@ class Applier:
         self.loaded_serial: int | None = state.serial if state.serial else None
         self.last_save = clock()
         self.existing_callbacks: list[dict[str, Any]] | None = None
-        self.by_address = {change.address: change for change in plan.changes}
         self.failures = 0
         self.open: dict[str, dict[str, Any]] = {}  # journalled intents whose outcome is not known yet
         self.begun = bool(state.serial)
@@ -123,20 +121,15 @@ class Applier:
 
     def run(self) -> ApplyReport:
         started = self.clock()
-        calls = self.plan.calls
-        first = [
-            c for c in calls if c.kind in (CallKind.CREATE_CALLBACK, CallKind.UPDATE_CALLBACK, CallKind.CALLBACK_STATUS)
-        ]
-        remotes = [c for c in calls if c.kind is CallKind.REMOTE]
-        last = [c for c in calls if c.kind is CallKind.DELETE_CALLBACK]
-        self.progress.start(len(calls))
+        first, last = self.plan.callback_calls()
+        self.progress.start(len(first) + self.plan.summary().calls + len(last))
         try:
             failed_callbacks: set[str] = set()
             for call in first:
                 outcome = self._guarded(call)
                 if not outcome.ok:
                     failed_callbacks.add(call.callback)
-            self._vehicles(remotes, failed_callbacks)
+            self._vehicles(failed_callbacks)
             for call in last:
                 self._guarded(call)
         finally:
@@ -178,14 +171,13 @@ class Applier:
             self.progress.advance(len(self.report.results), self.failures)
         return outcome
 
-    def _vehicles(self, calls: list[Call], failed_callbacks: set[str]) -> None:
-        by_vin: dict[str, list[Call]] = defaultdict(list)
-        for call in calls:
-            assert call.vin is not None
-            by_vin[call.vin].append(call)
+    def _vehicles(self, failed_callbacks: set[str]) -> None:
+        """Every vehicle's remotes, by VIN; a group's calls are made one vehicle at a time as workers get to it."""
+        vehicles = self.plan.vehicles()
+        taking = threading.Lock()
 
-        def work(vin_calls: list[Call]) -> None:
-            for call in vin_calls:  # one at a time per vehicle: the API refuses a second remote in progress
+        def work(vin: str, group: ChangeGroup) -> None:
+            for call in group.calls(vin):  # one at a time per vehicle: the API refuses a second remote in progress
                 if call.callback in failed_callbacks:
                     with self.lock:
                         self.report.results.append(
@@ -197,25 +189,22 @@ class Applier:
         # a fixed set of workers takes vehicles from one queue; the main thread only saves now and then. Daemon
         # threads rather than concurrent.futures (as refresh uses): its workers are joined when the interpreter
         # exits, so a second Ctrl-C ("abort") would wait for every request in flight to time out
-        todo: queue.SimpleQueue[list[Call]] = queue.SimpleQueue()
-        for vin_calls in by_vin.values():
-            todo.put(vin_calls)
         errors: list[BaseException] = []
 
         def worker() -> None:
             try:
                 while True:
-                    try:
-                        vin_calls = todo.get_nowait()
-                    except queue.Empty:
+                    with taking:
+                        taken = next(vehicles, None)
+                    if taken is None:
                         return
-                    work(vin_calls)
+                    work(*taken)
             except BaseException as error:  # handed to the main thread, which re-raises it
                 errors.append(error)
 
         threads = [
             threading.Thread(target=worker, name=f"reconciler-apply-{n}", daemon=True)
-            for n in range(min(self.parallelism, len(by_vin)))
+            for n in range(min(self.parallelism, self.plan.summary().vehicles))
         ]
         for thread in threads:
             thread.start()
@@ -304,7 +293,7 @@ class Applier:
             return CallResult(call, False, "callback missing", f"callback.{call.callback} has no id in the state")
         described = call.to_dict()
         views = {
-            str(c.address): {"schedule": (c.after or c.before or {}).get("schedule", "")} for c in self._changes(call)
+            str(address): {"schedule": schedule} for address, schedule in zip(call.changes, call.schedules, strict=True)
         }
         entry = intent("remote", call=described, views=views)
         entry["label"] = remote_label(entry)
@@ -316,15 +305,10 @@ class Applier:
         self.backend.append_journal([result(entry, True, **posted)], wait=False)
         with self.lock:  # the call object itself, not its journalled form: same record, less work
             self.open.pop(entry["id"], None)
-            carried = [
-                (verb, program, views[str(address)]["schedule"])
-                for (verb, program), address in zip(call.programs, call.changes, strict=True)
-            ]
+            entries = zip(call.programs, call.schedules, strict=True)
+            carried = [(verb, program, schedule) for (verb, program), schedule in entries]
             record_remote(self.state, call.vin, call.callback, carried, action_id, posted["posted_at"])
         return CallResult(call, True, action_id=action_id)
-
-    def _changes(self, call: Call) -> list[Change]:
-        return [self.by_address[address] for address in call.changes]
 
     def vehicle_id(self, vin: str) -> str | None:
         """The vehicle id of a VIN, from the index read once per run before planning; a VIN it lacks is

@@ -334,7 +334,7 @@ def apply_changes(
             reason = stale_reason(plan, state, desired)
             if reason:
                 raise StateError(f"the saved plan {plan_file} is stale: {reason}. Make a new plan; nothing was applied")
-            vins = {call.vin for call in plan.calls if call.vin}
+            vins = plan.vins()
         else:
             vins = set(desired.vehicles)
         if index_fleet(state, vins, client):

@@ -1,4 +1,4 @@
-"""The Plan: immutable, sorted, typed changes grouped into the API calls that will carry them; plan files.
+"""The Plan: immutable, sorted, typed changes, vehicles grouped by identical change; plan files.
 
 Its canonical dict (`to_dict`) is what renderers read and what a plan file holds; the sha256 of that dict's
 canonical JSON identifies the plan. Nothing in a Plan is secret: sensitive values are masked before they get
@@ -8,9 +8,10 @@ here, and changes to them show only as `(sensitive, changed)`.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
@@ -24,7 +25,7 @@ from reconciler.errors import GuardError, PlanError
 from reconciler.model import Program
 from reconciler.words import plural
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "2.0"
 
 
 class Action(StrEnum):
@@ -94,9 +95,40 @@ class FieldDiff:
         return {"path": self.path, "before": self.before, "after": self.after}
 
 
+class SlotView(NamedTuple):
+    """What a slot holds, as a plan compares it: the program, the callback it goes through, its schedule."""
+
+    program: Program
+    callback: str
+    schedule: str
+
+    def view(self) -> dict[str, Any]:
+        """How the slot reads in a plan (one dict per distinct view, shared: do not mutate)."""
+        shown = _VIEWS.get(self)
+        if shown is None:
+            program = self.program
+            shown = _VIEWS[self] = {
+                "callback": self.callback,
+                "schedule": self.schedule,
+                "start": program.start,
+                "days": list(program.days),
+                "recurrence": program.recurrence,
+                "enabled": program.enabled,
+            }
+        return shown
+
+    @classmethod
+    def read(cls, slot: int, data: Mapping[str, Any]) -> SlotView:
+        program = Program(slot, data["start"], tuple(data["days"]), data["recurrence"], data["enabled"])
+        return cls(program, data["callback"], data["schedule"])
+
+
+_VIEWS: dict[SlotView, dict[str, Any]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One resource's change: a callback's, or a vehicle slot's."""
+    """One resource's change, at its address: a callback's, or one vehicle's slot's."""
 
     address: Address
     action: Action
@@ -134,16 +166,87 @@ class Change:
             action=Action(data["action"]),
             before=data["before"],
             after=data["after"],
-            diffs=tuple(FieldDiff(d["path"], d["before"], d["after"]) for d in data["diffs"]),
+            diffs=_read_diffs(data["diffs"]),
             sensitive=tuple(data["sensitive"]),
             cause=Cause.read(data["cause"]),
             call=data["call"],
         )
 
 
+def _read_diffs(data: Iterable[Mapping[str, Any]]) -> tuple[FieldDiff, ...]:
+    return tuple(FieldDiff(d["path"], d["before"], d["after"]) for d in data)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotChange:
+    """One slot's change, the same for every vehicle of a group: it names no vehicle. Equal when the slot, the
+    action, what the slot held and will hold, and the cause are (the diffs follow from those)."""
+
+    slot: int
+    action: Action
+    before: SlotView | None
+    after: SlotView | None
+    cause: Cause | None = None
+    diffs: tuple[FieldDiff, ...] = field(default=(), compare=False)
+
+    @property
+    def callback(self) -> str:
+        """The callback the remote carrying this change goes through."""
+        view = self.after or self.before
+        assert view is not None
+        return view.callback
+
+    @property
+    def entry(self) -> tuple[str, Program, str]:
+        """(actionsType, program, schedule) as a remote carries it: Set the new program, or Delete the old."""
+        if self.after is not None:
+            return "Set", self.after.program, self.after.schedule
+        assert self.before is not None
+        return "Delete", self.before.program, self.before.schedule
+
+    def at(self, vin: str, call: str = "") -> Change:
+        """This change at one vehicle's slot."""
+        return Change(
+            Address.of_slot(vin, self.slot),
+            self.action,
+            None if self.before is None else self.before.view(),
+            None if self.after is None else self.after.view(),
+            self.diffs,
+            (),
+            self.cause,
+            call,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "action": self.action.value,
+            "before": None if self.before is None else self.before.view(),
+            "after": None if self.after is None else self.after.view(),
+            "diffs": [d.to_dict() for d in self.diffs],
+            "cause": None if self.cause is None else str(self.cause),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlotChange:
+        slot = data["slot"]
+        if type(slot) is not int:
+            raise TypeError(f"slot {slot!r} is not a slot number")
+        before, after = data["before"], data["after"]
+        return cls(
+            slot,
+            Action(data["action"]),
+            None if before is None else SlotView.read(slot, before),
+            None if after is None else SlotView.read(slot, after),
+            Cause.read(data["cause"]),
+            _read_diffs(data["diffs"]),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One API request. A remote carries every Set and Delete entry for one vehicle through one callback."""
+    """One API request. A remote carries every Set and Delete entry for one vehicle through one callback;
+    `schedules` names, entry by entry, the schedule that asked for it (recorded in the state with the slot)."""
 
     id: str
     kind: CallKind
@@ -151,6 +254,7 @@ class Call:
     vin: str | None = None
     programs: tuple[tuple[str, Program], ...] = ()
     changes: tuple[Address, ...] = ()
+    schedules: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "kind": self.kind.value, "callback": self.callback, "vin": self.vin}
@@ -159,26 +263,134 @@ class Call:
         data["changes"] = [str(address) for address in self.changes]
         return data
 
+
+_CALLBACK_CALLS = {
+    Action.CREATE: CallKind.CREATE_CALLBACK,
+    Action.UPDATE: CallKind.UPDATE_CALLBACK,
+    Action.STATUS: CallKind.CALLBACK_STATUS,
+    Action.DELETE: CallKind.DELETE_CALLBACK,
+}
+
+
+def callback_call(change: Change) -> Call:
+    """The call that carries a callback's change."""
+    return Call(
+        f"{change.address}.{change.action.value}",
+        _CALLBACK_CALLS[change.action],
+        change.address.key,
+        changes=(change.address,),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeGroup:
+    """Vehicles that receive exactly the same slot changes: one entry for the change, the VINs it applies to.
+    Each vehicle still gets its own calls, one per callback its changes go through (`calls`)."""
+
+    vins: tuple[str, ...]
+    slots: tuple[SlotChange, ...]
+
+    @property
+    def callbacks(self) -> tuple[str, ...]:
+        return tuple(sorted({change.callback for change in self.slots}))
+
+    def calls(self, vin: str) -> list[Call]:
+        """The remotes this group's changes make on one vehicle, one per callback."""
+        calls = []
+        for callback in self.callbacks:
+            carried = [change for change in self.slots if change.callback == callback]
+            entries = [change.entry for change in carried]
+            calls.append(
+                Call(
+                    f"vehicle.{vin}.{callback}",
+                    CallKind.REMOTE,
+                    callback,
+                    vin,
+                    tuple((verb, program) for verb, program, _ in entries),
+                    tuple(Address.of_slot(vin, change.slot) for change in carried),
+                    tuple(schedule for _, _, schedule in entries),
+                )
+            )
+        return calls
+
+    def changes(self, vin: str) -> list[Change]:
+        return [change.at(vin, f"vehicle.{vin}.{change.callback}") for change in self.slots]
+
+    def to_dict(self) -> dict[str, Any]:
+        calls = []
+        for callback in self.callbacks:
+            carried = [change for change in self.slots if change.callback == callback]
+            calls.append(
+                {
+                    "callback": callback,
+                    "slots": [change.slot for change in carried],
+                    "programs": [wire.program_entry(*change.entry[:2]) for change in carried],
+                }
+            )
+        return {
+            "vehicles": len(self.vins),
+            "slots": [change.to_dict() for change in self.slots],
+            "calls": calls,
+            "vins": list(self.vins),
+        }
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Call:
-        programs = tuple(wire.entry_program(entry) for entry in data.get("programs", ()))
-        changes = tuple(Address.parse(text) for text in data["changes"])
-        return cls(data["id"], CallKind(data["kind"]), data["callback"], data["vin"], programs, changes)
+    def from_dict(cls, data: Mapping[str, Any]) -> ChangeGroup:
+        vins = tuple(data["vins"])
+        if not vins or not all(type(vin) is str for vin in vins):
+            raise ValueError("a change group without VINs")
+        return cls(vins, tuple(SlotChange.from_dict(change) for change in data["slots"]))
 
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """Something the plan shows but does nothing about: a remote still in flight, a permanent failure, a program
-    left alone, a VIN not in the fleet. `failure` is the API's failureCause of a failed one (not in plan files,
-    whose `detail` says it)."""
+    """Something the plan shows but does nothing about, at one address: a remote still in flight, a permanent
+    failure, a program left alone, a VIN not in the fleet. `failure` is the API's failureCause of a failed one."""
 
     address: Address
     kind: NoticeKind
     detail: str
     failure: str | None = field(default=None, compare=False)
 
-    def to_dict(self) -> dict[str, str]:
-        return {"address": str(self.address), "kind": self.kind.value, "detail": self.detail}
+
+@dataclass(frozen=True, slots=True)
+class NoticeGroup:
+    """One notice shared by vehicles: the same kind and detail on the same slots (none: about the vehicle)."""
+
+    kind: NoticeKind
+    detail: str
+    slots: tuple[int, ...]
+    vins: tuple[str, ...]
+    failure: str | None = None
+
+    def notices(self) -> Iterator[Notice]:
+        for vin in self.vins:
+            if not self.slots:
+                yield Notice(Address.of_vehicle(vin), self.kind, self.detail, self.failure)
+            for slot in self.slots:
+                yield Notice(Address.of_slot(vin, slot), self.kind, self.detail, self.failure)
+
+    @property
+    def count(self) -> int:
+        """Notices in the group: one per slot and vehicle (per vehicle for a notice about the vehicle)."""
+        return len(self.vins) * max(1, len(self.slots))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "detail": self.detail,
+            "failure": self.failure,
+            "slots": list(self.slots),
+            "vehicles": len(self.vins),
+            "vins": list(self.vins),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NoticeGroup:
+        vins, slots = tuple(data["vins"]), tuple(data["slots"])
+        if not all(type(vin) is str for vin in vins) or not all(type(slot) is int for slot in slots):
+            raise TypeError("a notice group's VINs or slots are of the wrong type")
+        return cls(NoticeKind(data["kind"]), str(data["detail"]), slots, vins, data["failure"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,45 +485,83 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """Callback changes one by one; vehicle changes in groups of vehicles that get the same change; notices in
+    groups too. Its size follows the distinct changes, not the vehicles: 100,000 vehicles moved to a new start
+    time are one group. `changes`, `calls` and `notices` give the same plan one address at a time."""
+
     fleet: str
     lineage: str | None
     serial: int | None
     manifests: str
-    changes: tuple[Change, ...] = ()
-    calls: tuple[Call, ...] = ()
-    notices: tuple[Notice, ...] = ()
+    callbacks: tuple[Change, ...] = ()
+    groups: tuple[ChangeGroup, ...] = ()
+    notice_groups: tuple[NoticeGroup, ...] = ()
     guards: tuple[GuardCheck, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     left_out: int = 0
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.changes)
+        return bool(self.callbacks or self.groups)
+
+    # ---- one address at a time ------------------------------------------------------------------------------
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        """Every change: the callbacks', then each vehicle's slots, by VIN."""
+        return (*self.callbacks, *(change for vin, group in self.vehicles() for change in group.changes(vin)))
+
+    @property
+    def calls(self) -> tuple[Call, ...]:
+        """Every call in the order apply makes them: callbacks created or updated, remotes by VIN, deletions."""
+        first, last = self.callback_calls()
+        return (*first, *(call for vin, group in self.vehicles() for call in group.calls(vin)), *last)
+
+    @property
+    def notices(self) -> tuple[Notice, ...]:
+        found = [notice for group in self.notice_groups for notice in group.notices()]
+        return tuple(sorted(found, key=lambda notice: (notice.address.key, notice.address.slot or 0)))
+
+    def callback_calls(self) -> tuple[list[Call], list[Call]]:
+        """The callback calls made before the vehicles' (create, update, status) and after them (delete)."""
+        calls = [callback_call(change) for change in self.callbacks]
+        return (
+            [call for call in calls if call.kind is not CallKind.DELETE_CALLBACK],
+            [call for call in calls if call.kind is CallKind.DELETE_CALLBACK],
+        )
+
+    def vehicles(self) -> Iterator[tuple[str, ChangeGroup]]:
+        """(VIN, its group) for every vehicle that changes, by VIN, one at a time."""
+        return heapq.merge(*(_members(group) for group in self.groups), key=lambda pair: pair[0])
+
+    def vins(self) -> set[str]:
+        return {vin for group in self.groups for vin in group.vins}
+
+    # ---- figures --------------------------------------------------------------------------------------------
 
     def summary(self) -> Summary:
         callbacks: dict[Action, set[Address]] = {Action.CREATE: set(), Action.UPDATE: set(), Action.DELETE: set()}
-        vehicles: set[str] = set()
-        slots_set = slots_deleted = 0
-        for change in self.changes:
-            if change.kind == "callback":
-                action = Action.UPDATE if change.action is Action.STATUS else change.action
-                callbacks[action].add(change.address)
-            else:
-                vehicles.add(change.address.key)
-                if change.after is None:
-                    slots_deleted += 1
-                else:
-                    slots_set += 1
+        for change in self.callbacks:
+            action = Action.UPDATE if change.action is Action.STATUS else change.action
+            callbacks[action].add(change.address)
+        vehicles = slots_set = slots_deleted = calls = 0
+        for group in self.groups:
+            count = len(group.vins)
+            vehicles += count
+            setting = sum(1 for change in group.slots if change.after is not None)
+            slots_set += count * setting
+            slots_deleted += count * (len(group.slots) - setting)
+            calls += count * len(group.callbacks)
         return Summary(
             callbacks_create=len(callbacks[Action.CREATE]),
             callbacks_update=len(callbacks[Action.UPDATE] - callbacks[Action.CREATE]),
             callbacks_delete=len(callbacks[Action.DELETE]),
-            vehicles=len(vehicles),
+            vehicles=vehicles,
             slots_set=slots_set,
             slots_deleted=slots_deleted,
-            calls=sum(1 for call in self.calls if call.kind is CallKind.REMOTE),
-            in_flight=sum(1 for notice in self.notices if notice.kind == NoticeKind.IN_FLIGHT),
-            failed=sum(1 for notice in self.notices if notice.kind == NoticeKind.FAILED),
+            calls=calls,
+            in_flight=sum(group.count for group in self.notice_groups if group.kind == NoticeKind.IN_FLIGHT),
+            failed=sum(group.count for group in self.notice_groups if group.kind == NoticeKind.FAILED),
         )
 
     def exceeded_guards(self) -> tuple[GuardCheck, ...]:
@@ -326,6 +576,8 @@ class Plan:
             names = " ".join(f"--allow {guard.name}" for guard in blocking)
             raise GuardError(f"blocked by guard: {lines}. Review the plan, then re-run with {names}")
 
+    # ---- the document ---------------------------------------------------------------------------------------
+
     def body(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
@@ -334,9 +586,9 @@ class Plan:
             "manifests": self.manifests,
             "options": dict(self.options),
             "summary": self.summary().to_dict(),
-            "changes": [change.to_dict() for change in self.changes],
-            "calls": [call.to_dict() for call in self.calls],
-            "notices": [notice.to_dict() for notice in self.notices],
+            "callbacks": [change.to_dict() for change in self.callbacks],
+            "groups": [group.to_dict() for group in self.groups],
+            "notices": [group.to_dict() for group in self.notice_groups],
             "guards": [guard.to_dict() for guard in self.guards],
             "left_out": self.left_out,
         }
@@ -351,13 +603,14 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: Any, origin: str) -> Plan:
-        """A plan read back from a file; PlanError if it is not one, is from a newer release, or was altered."""
+        """A plan read back from a file; PlanError if it is not one, is from another format, or was altered."""
         if not isinstance(data, dict) or "format_version" not in data or "digest" not in data:
             raise PlanError(f"{origin} is not a reconciler plan file")
         major = str(data["format_version"]).split(".")[0]
         if major != FORMAT_VERSION.split(".")[0]:
             raise PlanError(
-                f"{origin} has plan format {data['format_version']}; this reconciler reads {FORMAT_VERSION}"
+                f"{origin} has plan format {str(data['format_version'])[:20]}; this reconciler reads "
+                f"{FORMAT_VERSION}: make a new plan"
             )
         body = {key: value for key, value in data.items() if key != "digest"}
         if digest(body) != data["digest"]:
@@ -368,18 +621,21 @@ class Plan:
                 lineage=data["state"]["lineage"],
                 serial=data["state"]["serial"],
                 manifests=data["manifests"],
-                changes=tuple(Change.from_dict(c) for c in data["changes"]),
-                calls=tuple(Call.from_dict(c) for c in data["calls"]),
-                notices=tuple(
-                    Notice(Address.parse(n["address"]), NoticeKind(n["kind"]), n["detail"]) for n in data["notices"]
-                ),
+                callbacks=tuple(Change.from_dict(c) for c in data["callbacks"]),
+                groups=tuple(ChangeGroup.from_dict(g) for g in data["groups"]),
+                notice_groups=tuple(NoticeGroup.from_dict(n) for n in data["notices"]),
                 guards=tuple(GuardCheck(**g) for g in data["guards"]),
                 options=data["options"],
                 left_out=data["left_out"],
             )
-        except (KeyError, TypeError, ValueError) as error:
-            raise PlanError(f"{origin} is not a valid plan: {type(error).__name__}: {error}") from error
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise PlanError(f"{origin} is not a valid plan: {type(error).__name__}: {str(error)[:200]}") from error
         return plan
+
+
+def _members(group: ChangeGroup) -> Iterator[tuple[str, ChangeGroup]]:
+    for vin in group.vins:
+        yield vin, group
 
 
 def write_plan_file(plan: Plan, path: Path) -> None:

@@ -11,11 +11,10 @@ Per slot, with the recorded outcome of the remote that last touched it (DESIGN.m
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from reconciler.address import Address
 from reconciler.callbacks import callback_spec, fingerprints
@@ -25,20 +24,24 @@ from reconciler.envsubst import SENSITIVE, SENSITIVE_CHANGED
 from reconciler.model import Desired, Program, SlotAssignment
 from reconciler.plan import (
     Action,
-    Call,
-    CallKind,
     Cause,
     CauseKind,
     Change,
+    ChangeGroup,
     FieldDiff,
     GuardCheck,
     Limit,
-    Notice,
+    NoticeGroup,
     NoticeKind,
     Plan,
+    SlotChange,
+    SlotView,
+    callback_call,
 )
-from reconciler.selectors import Selector, check_selectors, select
+from reconciler.selectors import Selection, Selector, check_selectors
 from reconciler.state.model import DONE, ActionRecord, Outcome, SlotKind, SlotRecord, State
+
+T = TypeVar("T")
 
 # causes that retrying will not fix; every other failure cause is treated as transient
 PERMANENT_CAUSES = frozenset(
@@ -65,51 +68,65 @@ class PlanOptions:
 
 
 def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOptions) -> Plan:
-    """Everything needed to move the recorded state to the desired one, as changes and calls."""
+    """Everything needed to move the recorded state to the desired one: callback changes, and vehicles grouped
+    by identical change. The work done per vehicle is a lookup: each distinct vehicle (what it should hold, what
+    is recorded for it) is planned once, so a fleet-wide edit costs what one vehicle's does."""
     check_selectors(desired, state, options.targets, options.excludes)
     recorded = state or State(lineage="", serial=0, fleet=fleet, salt="")
-    changes = _callback_changes(desired, recorded, options)
-    notices: list[Notice] = []
-    slot_changes: list[Change] = []
+    selection = Selection(desired, options.targets, options.excludes)
+    vehicles = _Vehicles(recorded, desired, options)
+    changed: dict[int, tuple[tuple[SlotChange, ...], list[str]]] = {}
+    noticed: dict[int, tuple[_NoticeKey, list[str]]] = {}
+    left_out = 0
     for vin in sorted(desired.vehicles.keys() | recorded.slots.keys()):
         if vin in recorded.not_in_fleet and vin in desired.vehicles:
-            notices.append(
-                Notice(
-                    Address.of_vehicle(vin),
-                    NoticeKind.NOT_IN_FLEET,
-                    f"not in fleet {fleet}'s vehicle list (read {recorded.not_in_fleet[vin]}); "
-                    "planned once the list holds it",
-                )
-            )
+            key = vehicles.absent(recorded.not_in_fleet[vin])
+            noticed.setdefault(id(key), (key, []))[1].append(vin)
             continue
-        _vehicle(
-            vin,
-            desired.vehicles.get(vin, ()),
-            recorded.slots.get(vin, {}),
-            recorded,
-            desired,
-            options,
-            slot_changes,
-            notices,
-        )
-    everything = changes + slot_changes
-    kept = select(everything, desired, options.targets, options.excludes)
-    calls, kept = _calls(kept)
+        planned = vehicles.plan(desired.vehicles.get(vin, ()), recorded.slots.get(vin))
+        if planned is None:
+            continue
+        slot_changes, notices = planned
+        if slot_changes and selection.active:
+            kept = vehicles.intern(tuple(change for change in slot_changes if selection.keeps_slot(vin, change)))
+            left_out += len(slot_changes) - len(kept)
+            slot_changes = kept
+        if slot_changes:
+            changed.setdefault(id(slot_changes), (slot_changes, []))[1].append(vin)
+        for key in notices:
+            noticed.setdefault(id(key), (key, []))[1].append(vin)
+    groups = sorted(
+        (ChangeGroup(tuple(vins), slot_changes) for slot_changes, vins in changed.values()),
+        key=lambda group: (-len(group.vins), group.vins[0]),
+    )
+    notice_groups = sorted(
+        (NoticeGroup(key.kind, key.detail, key.slots, tuple(vins), key.failure) for key, vins in noticed.values()),
+        key=lambda group: (_NOTICE_ORDER[group.kind], -len(group.vins), group.vins[0], group.slots),
+    )
+    callback_changes = _callback_changes(desired, recorded, options)
+    needed = {change.after.callback for group in groups for change in group.slots if change.after is not None}
+    kept_callbacks = [
+        change
+        for change in callback_changes
+        if selection.keeps_callback(change.address.key)
+        or (selection.active and change.action is Action.CREATE and change.address.key in needed)
+    ]
+    left_out += len(callback_changes) - len(kept_callbacks)
     return Plan(
         fleet=fleet,
         lineage=state.lineage if state and state.serial else None,
         serial=state.serial if state and state.serial else None,
         manifests=desired.digest,
-        changes=tuple(kept),
-        calls=tuple(calls),
-        notices=tuple(notices),
-        guards=_guards(kept, recorded, options.guards),
+        callbacks=tuple(_tag(change, callback_call(change).id) for change in kept_callbacks),
+        groups=tuple(groups),
+        notice_groups=tuple(notice_groups),
+        guards=_guards(groups, recorded, options.guards),
         options={
             "targets": [str(s) for s in options.targets],
             "excludes": [str(s) for s in options.excludes],
             "retry_failed": options.retry_failed,
         },
-        left_out=len(everything) - len(kept),
+        left_out=left_out,
     )
 
 
@@ -162,92 +179,179 @@ def _masked(spec: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, An
 
 # ---- vehicles ----------------------------------------------------------------------------------------------
 
-_VIEWS: dict[tuple[Program, str, str], dict[str, Any]] = {}
+
+class _NoticeKey(NamedTuple):
+    """A notice as one vehicle has it, naming no vehicle: the same key on many vehicles is one notice group."""
+
+    kind: NoticeKind
+    detail: str
+    slots: tuple[int, ...]
+    failure: str | None = None
 
 
-def slot_view(program: Program, callback: str, schedule: str) -> dict[str, Any]:
-    """How a slot reads in a plan: what the vehicle holds and through which callback (shared, do not mutate)."""
-    key = (program, callback, schedule)
-    view = _VIEWS.get(key)
-    if view is None:
-        view = {
-            "callback": callback,
-            "schedule": schedule,
-            "start": program.start,
-            "days": list(program.days),
-            "recurrence": program.recurrence,
-            "enabled": program.enabled,
-        }
-        _VIEWS[key] = view
-    return view
-
-
-def _assignment_view(assignment: SlotAssignment) -> dict[str, Any]:
-    return slot_view(assignment.program, assignment.callback, assignment.schedule)
-
-
-def _record_view(record: SlotRecord) -> dict[str, Any]:
-    return slot_view(record.program, record.callback, record.schedule)
-
-
+_NOTICE_ORDER = {kind: index for index, kind in enumerate(NoticeKind)}
 _NOT_COMPARED = frozenset({"schedule"})  # bookkeeping: moving a program between schedules calls nothing
 _FIELD_ORDER = {name: index for index, name in enumerate(("start", "days", "recurrence", "enabled", "callback"))}
 
-
-def _slot_diffs(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> tuple[FieldDiff, ...]:
-    diffs = diff_values(before, after, _NOT_COMPARED)
-    return tuple(sorted(diffs, key=lambda d: _FIELD_ORDER.get(d.path, len(_FIELD_ORDER))))
+# one vehicle's plan: its slot changes and its notices, both naming no vehicle
+_Planned = tuple[tuple[SlotChange, ...], tuple[_NoticeKey, ...]]
 
 
-def _vehicle(
-    vin: str,
-    wanted: tuple[SlotAssignment, ...],
-    recorded: Mapping[int, SlotRecord],
-    state: State,
-    desired: Desired,
-    options: PlanOptions,
-    changes: list[Change],
-    notices: list[Notice],
-) -> None:
-    if len(wanted) == len(recorded) and _all_settled(wanted, recorded, state.actions):
-        return  # the common case on a converged fleet: nothing to look at
-    by_slot = {a.program.slot: a for a in wanted}
-    for slot in sorted(by_slot.keys() | recorded.keys()):
-        address = Address.of_slot(vin, slot)
-        assignment, record = by_slot.get(slot), recorded.get(slot)
-        if record is not None and record.kind == SlotKind.FOREIGN:
-            if assignment is None:
-                continue  # a program of someone else's in a slot the manifests leave alone
-            schedule = desired.schedules.get(assignment.schedule)
-            if not (options.takeover or (schedule is not None and schedule.takeover)):
-                notices.append(
-                    Notice(
-                        address,
-                        NoticeKind.FOREIGN,
+class _Vehicles:
+    """Plans vehicles, each distinct one once. A vehicle is known by what the manifests give it (one shared
+    tuple per set of schedules) and, when recorded, by what each slot holds and how its last remote ended; two
+    vehicles alike in those get the same plan, and the same objects, so grouping them costs a dict lookup."""
+
+    def __init__(self, state: State, desired: Desired, options: PlanOptions) -> None:
+        self.state, self.desired, self.options = state, desired, options
+        self.memo: dict[Any, _Planned] = {}
+        self.interned: dict[Any, Any] = {}
+
+    def intern(self, value: T) -> T:
+        """The one object equal to `value`: equal changes and notices are grouped by identity."""
+        return self.interned.setdefault(value, value)  # type: ignore[no-any-return]
+
+    def absent(self, read_at: str) -> _NoticeKey:
+        detail = (
+            f"not in fleet {self.state.fleet or 'this fleet'}'s vehicle list (read {read_at}); "
+            "planned once the list holds it"
+        )
+        return self.intern(_NoticeKey(NoticeKind.NOT_IN_FLEET, detail, ()))
+
+    def plan(self, wanted: tuple[SlotAssignment, ...], recorded: Mapping[int, SlotRecord] | None) -> _Planned | None:
+        """One vehicle's changes and notices; None when it is settled (the common case on a converged fleet)."""
+        if recorded is None:
+            key: Any = id(wanted)  # the desired tuples live as long as the plan is made
+        else:
+            if len(wanted) == len(recorded) and _all_settled(wanted, recorded, self.state.actions):
+                return None
+            key = (id(wanted), *(self._record_key(slot, record) for slot, record in recorded.items()))
+        planned = self.memo.get(key)
+        if planned is None:
+            changes, notices = self._vehicle(wanted, recorded or {})
+            planned = self.memo[key] = (self.intern(tuple(changes)), tuple(map(self.intern, notices)))
+        return planned
+
+    def _record_key(self, slot: int, record: SlotRecord) -> tuple[Any, ...]:
+        """What the plan of a recorded slot depends on: not the remote's id, only how it ended (or since when
+        it is pending)."""
+        if record.action is None:
+            ended: Any = "observed"
+        else:
+            action = self.state.actions.get(record.action)
+            if action is None:
+                ended = "unknown"
+            elif action.outcome in DONE:
+                ended = "done"
+            elif action.outcome == Outcome.FAILED:
+                ended = ("failed", action.cause)
+            else:
+                ended = ("pending", action.posted_at, action.status)
+        return (slot, id(record.program), record.callback, record.kind, record.schedule, ended)
+
+    def _vehicle(
+        self, wanted: tuple[SlotAssignment, ...], recorded: Mapping[int, SlotRecord]
+    ) -> tuple[list[SlotChange], list[_NoticeKey]]:
+        changes: list[SlotChange] = []
+        notices: dict[tuple[NoticeKind, str, str | None], list[int]] = {}
+        by_slot = {a.program.slot: a for a in wanted}
+        for slot in sorted(by_slot.keys() | recorded.keys()):
+            assignment, record = by_slot.get(slot), recorded.get(slot)
+            after = (
+                None if assignment is None else SlotView(assignment.program, assignment.callback, assignment.schedule)
+            )
+            before = None if record is None else SlotView(record.program, record.callback, record.schedule)
+            if record is not None and record.kind == SlotKind.FOREIGN:
+                if assignment is None:
+                    continue  # a program of someone else's in a slot the manifests leave alone
+                schedule = self.desired.schedules.get(assignment.schedule)
+                if not (self.options.takeover or (schedule is not None and schedule.takeover)):
+                    detail = (
                         f"holds a program reconciler did not set; `takeover: true` on schedule "
-                        f"'{assignment.schedule}' (or --takeover) replaces it",
+                        f"'{assignment.schedule}' (or --takeover) replaces it"
                     )
-                )
-                continue
-            after = _assignment_view(assignment)
-            before = _record_view(record)
-            takeover = Cause(CauseKind.TAKEOVER)
-            changes.append(Change(address, Action.UPDATE, before, after, _slot_diffs(before, after), cause=takeover))
-        elif assignment is not None:
-            after = _assignment_view(assignment)
-            if record is None or record.kind == SlotKind.DELETE:
-                changes.append(Change(address, Action.CREATE, None, after, _slot_diffs(None, after)))
-            elif record.program != assignment.program or record.callback != assignment.callback:
-                before = _record_view(record)
-                changes.append(Change(address, Action.UPDATE, before, after, _slot_diffs(before, after)))
+                    notices.setdefault((NoticeKind.FOREIGN, detail, None), []).append(slot)
+                    continue
+                changes.append(_change(slot, Action.UPDATE, before, after, Cause(CauseKind.TAKEOVER)))
+            elif after is not None:
+                if record is None or record.kind == SlotKind.DELETE:
+                    changes.append(_change(slot, Action.CREATE, None, after))
+                elif before is not None and before[:2] != after[:2]:  # another program, or another callback
+                    changes.append(_change(slot, Action.UPDATE, before, after))
+                else:
+                    assert before is not None
+                    self._outcome(slot, record, before, after, changes, notices)
+            elif record is not None and before is not None:
+                if record.kind == SlotKind.SET:
+                    changes.append(_change(slot, Action.DELETE, before, None))
+                else:
+                    self._outcome(slot, record, before, None, changes, notices)
+        keys = [_NoticeKey(kind, detail, tuple(slots), failure) for (kind, detail, failure), slots in notices.items()]
+        return changes, keys
+
+    def _outcome(
+        self,
+        slot: int,
+        record: SlotRecord,
+        before: SlotView,
+        after: SlotView | None,
+        changes: list[SlotChange],
+        notices: dict[tuple[NoticeKind, str, str | None], list[int]],
+    ) -> None:
+        """Equal program (or a delete already asked for): decide from the outcome of the remote that carried it."""
+        if record.action is None:
+            return  # observed on the vehicle (refresh, import)
+        action = self.state.actions.get(record.action)
+        if action is None:
+            changes.append(_change(slot, Action.RETRY, before, after, Cause(CauseKind.UNKNOWN), diffs=False))
+            return
+        if action.outcome in DONE:
+            return
+        options = self.options
+        if action.outcome == Outcome.FAILED:
+            cause = action.cause or "unknown cause"
+            if cause in PERMANENT_CAUSES and not options.retry_failed:
+                notices.setdefault(
+                    (NoticeKind.FAILED, f"{cause} (retried only with --retry-failed)", cause), []
+                ).append(slot)
             else:
-                _outcome(address, record, _record_view(record), after, state, options, changes, notices)
-        elif record is not None:
-            before = _record_view(record)
-            if record.kind == SlotKind.SET:
-                changes.append(Change(address, Action.DELETE, before, None, _slot_diffs(before, None)))
-            else:
-                _outcome(address, record, before, None, state, options, changes, notices)
+                changes.append(_change(slot, Action.RETRY, before, after, Cause(CauseKind.FAILED, cause), diffs=False))
+            return
+        age = (options.now - parse_time(action.posted_at)).total_seconds()
+        status = f", {action.status}" if action.status else ""
+        if age < options.pending_timeout:
+            notices.setdefault((NoticeKind.IN_FLIGHT, f"Pending since {action.posted_at}{status}", None), []).append(
+                slot
+            )
+        else:
+            waited = f"Pending for {_duration(age)}{status}, past the {_duration(options.pending_timeout)} timeout"
+            changes.append(
+                _change(slot, Action.RETRY, before, after, Cause(CauseKind.PENDING, None, waited), diffs=False)
+            )
+
+
+def _assigned(assignment: SlotAssignment) -> tuple[Program, str, str]:
+    return assignment.program, assignment.callback, assignment.schedule
+
+
+def _change(
+    slot: int,
+    action: Action,
+    before: SlotView | None,
+    after: SlotView | None,
+    cause: Cause | None = None,
+    *,
+    diffs: bool = True,
+) -> SlotChange:
+    shown = _slot_diffs(before, after) if diffs else ()
+    return SlotChange(slot, action, before, after, cause, shown)
+
+
+def _slot_diffs(before: SlotView | None, after: SlotView | None) -> tuple[FieldDiff, ...]:
+    found = diff_values(
+        None if before is None else before.view(), None if after is None else after.view(), _NOT_COMPARED
+    )
+    return tuple(sorted(found, key=lambda d: _FIELD_ORDER.get(d.path, len(_FIELD_ORDER))))
 
 
 def _all_settled(
@@ -267,41 +371,6 @@ def _all_settled(
     return True
 
 
-def _outcome(
-    address: Address,
-    record: SlotRecord,
-    before: Mapping[str, Any],
-    after: Mapping[str, Any] | None,
-    state: State,
-    options: PlanOptions,
-    changes: list[Change],
-    notices: list[Notice],
-) -> None:
-    """Equal program (or a delete already asked for): decide from the outcome of the remote that carried it."""
-    if record.action is None:
-        return  # observed on the vehicle (refresh, import)
-    action = state.actions.get(record.action)
-    if action is None:
-        changes.append(Change(address, Action.RETRY, before, after, (), (), Cause(CauseKind.UNKNOWN)))
-        return
-    if action.outcome in DONE:
-        return
-    if action.outcome == Outcome.FAILED:
-        cause = action.cause or "unknown cause"
-        if cause in PERMANENT_CAUSES and not options.retry_failed:
-            notices.append(Notice(address, NoticeKind.FAILED, f"{cause} (retried only with --retry-failed)", cause))
-        else:
-            changes.append(Change(address, Action.RETRY, before, after, (), (), Cause(CauseKind.FAILED, cause)))
-        return
-    age = (options.now - parse_time(action.posted_at)).total_seconds()
-    status = f", {action.status}" if action.status else ""
-    if age < options.pending_timeout:
-        notices.append(Notice(address, NoticeKind.IN_FLIGHT, f"Pending since {action.posted_at}{status}"))
-    else:
-        waited = f"Pending for {_duration(age)}{status}, past the {_duration(options.pending_timeout)} timeout"
-        changes.append(Change(address, Action.RETRY, before, after, (), (), Cause(CauseKind.PENDING, None, waited)))
-
-
 def _duration(seconds: float) -> str:
     minutes = int(seconds // 60)
     if minutes >= 120:
@@ -312,70 +381,20 @@ def _duration(seconds: float) -> str:
 # ---- calls, guards ------------------------------------------------------------------------------
 
 
-def _calls(changes: list[Change]) -> tuple[list[Call], list[Change]]:
-    """Group changes into calls (callbacks first, vehicles by VIN, callback deletions last); tag each change."""
-    first: list[Call] = []
-    last: list[Call] = []
-    remote: dict[tuple[str, str], list[tuple[Change, str, Program]]] = defaultdict(list)
-    tagged: list[Change] = []
-    kinds = {
-        Action.CREATE: CallKind.CREATE_CALLBACK,
-        Action.UPDATE: CallKind.UPDATE_CALLBACK,
-        Action.STATUS: CallKind.CALLBACK_STATUS,
-        Action.DELETE: CallKind.DELETE_CALLBACK,
-    }
-    for change in changes:
-        if change.address.is_callback:
-            name = change.address.key
-            call = Call(
-                f"{change.address}.{change.action.value}", kinds[change.action], name, changes=(change.address,)
-            )
-            (last if change.action is Action.DELETE else first).append(call)
-            tagged.append(_tag(change, call.id))
-            continue
-        vin = change.address.key
-        view = change.after if change.after is not None else change.before
-        assert view is not None
-        verb = "Set" if change.after is not None else "Delete"
-        program = Program(
-            change.address.slot or 0,
-            view["start"],
-            tuple(view["days"]),
-            view["recurrence"],
-            view["enabled"],
-        )
-        call_id = f"vehicle.{vin}.{view['callback']}"
-        remote[(vin, view["callback"])].append((change, verb, program))
-        tagged.append(_tag(change, call_id))
-    calls = list(first)
-    for (vin, callback), entries in sorted(remote.items()):
-        calls.append(
-            Call(
-                f"vehicle.{vin}.{callback}",
-                CallKind.REMOTE,
-                callback,
-                vin,
-                tuple((verb, program) for _, verb, program in entries),
-                tuple(change.address for change, _, _ in entries),
-            )
-        )
-    return calls + last, tagged
-
-
 def _tag(change: Change, call: str) -> Change:
     return Change(
         change.address, change.action, change.before, change.after, change.diffs, change.sensitive, change.cause, call
     )
 
 
-def _guards(changes: list[Change], state: State, limits: Mapping[str, Limit]) -> tuple[GuardCheck, ...]:
+def _guards(groups: list[ChangeGroup], state: State, limits: Mapping[str, Limit]) -> tuple[GuardCheck, ...]:
     checks = []
     for name, limit in sorted(limits.items()):
         if name == "max_deleted_slots":
-            count = sum(1 for c in changes if c.kind == "slot" and c.action is Action.DELETE)
+            count = sum(len(g.vins) * sum(1 for c in g.slots if c.action is Action.DELETE) for g in groups)
             total = state.slot_count
         elif name == "max_changed_vehicles":
-            count = len({c.vin for c in changes if c.kind == "slot" and c.vin in state.slots})
+            count = sum(1 for g in groups for vin in g.vins if vin in state.slots)
             total = len(state.slots)
         else:  # pragma: no cover - the config schema admits no other guard
             continue

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from reconciler.errors import UsageError
 from reconciler.model import Desired
-from reconciler.plan import Action, Change
+from reconciler.plan import SlotChange
 from reconciler.state.model import State
 
 SELECTOR_KINDS = ("vin", "group", "schedule", "callback")
@@ -58,36 +58,33 @@ def check_selectors(
             raise UsageError(f"unknown group '{selector.value}' in selector {selector}")
 
 
-def _matches(change: Change, selector: Selector, desired: Desired) -> bool:
-    if change.address.is_callback:
-        return selector.kind == "callback" and change.address.key == selector.value
-    vin = change.address.key
-    views = [view for view in (change.before, change.after) if view is not None]
-    if selector.kind == "vin":
-        return vin == selector.value
-    if selector.kind == "group":
-        return vin in desired.groups[selector.value]
-    return any(view[selector.kind] == selector.value for view in views)
+class Selection:
+    """What `--target` and `--exclude` keep: a callback's change by its name; a vehicle slot's change by the
+    vehicle (vin:, group:) or by what the slot held or will hold (schedule:, callback:)."""
 
+    def __init__(self, desired: Desired, targets: Sequence[Selector], excludes: Sequence[Selector]) -> None:
+        self.targets, self.excludes = tuple(targets), tuple(excludes)
+        self.active = bool(self.targets or self.excludes)
+        self.groups = {
+            s.value: frozenset(desired.groups[s.value]) for s in (*self.targets, *self.excludes) if s.kind == "group"
+        }
 
-def select(
-    changes: list[Change], desired: Desired, targets: Sequence[Selector], excludes: Sequence[Selector]
-) -> list[Change]:
-    """The changes the selectors keep, with the creation of any callback a kept vehicle call needs."""
-    if not targets and not excludes:
-        return changes
-    kept = [
-        change
-        for change in changes
-        if (not targets or any(_matches(change, s, desired) for s in targets))
-        and not any(_matches(change, s, desired) for s in excludes)
-    ]
-    # a vehicle call needs its callback to exist: keep the creation of any callback a kept slot goes through
-    needed = {change.after["callback"] for change in kept if change.kind == "slot" and change.after}
-    chosen = {change.address for change in kept}
-    for change in changes:
-        wanted = change.action is Action.CREATE and change.address.is_callback and change.address.key in needed
-        if wanted and change.address not in chosen:
-            kept.append(change)
-    order = {id(change): index for index, change in enumerate(changes)}
-    return sorted(kept, key=lambda change: order[id(change)])
+    def keeps_callback(self, name: str) -> bool:
+        def matches(selector: Selector) -> bool:
+            return selector.kind == "callback" and selector.value == name
+
+        return (not self.targets or any(map(matches, self.targets))) and not any(map(matches, self.excludes))
+
+    def keeps_slot(self, vin: str, change: SlotChange) -> bool:
+        views = [view for view in (change.before, change.after) if view is not None]
+
+        def matches(selector: Selector) -> bool:
+            if selector.kind == "vin":
+                return vin == selector.value
+            if selector.kind == "group":
+                return vin in self.groups[selector.value]
+            if selector.kind == "callback":
+                return any(view.callback == selector.value for view in views)
+            return any(view.schedule == selector.value for view in views)
+
+        return (not self.targets or any(map(matches, self.targets))) and not any(map(matches, self.excludes))

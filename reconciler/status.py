@@ -19,38 +19,42 @@ def fleet_status(
     desired: Desired, state: State | None, plan: Plan, events: Iterable[Mapping[str, Any]]
 ) -> dict[str, Any]:
     vehicles = set(desired.vehicles) | set(state.slots if state else ())
-    changing = {c.vin for c in plan.changes if c.vin}
-    in_flight = {n.address.key for n in plan.notices if n.kind == NoticeKind.IN_FLIGHT}
+    changing = plan.vins()
+    noticed: dict[NoticeKind, set[str]] = {kind: set() for kind in NoticeKind}
     causes: Counter[str] = Counter()
-    failed: set[str] = set()
-    for notice in plan.notices:
-        if notice.kind == NoticeKind.FAILED:
-            failed.add(notice.address.key)
-            causes[notice.failure or "unknown cause"] += 1
-    for change in plan.changes:
-        if change.cause is not None and change.cause.kind == CauseKind.FAILED and change.vin:
-            failed.add(change.vin)
-            causes[change.cause.failure or "unknown cause"] += 1
-    absent = {n.address.key for n in plan.notices if n.kind == NoticeKind.NOT_IN_FLEET}
-    drifted = {n.address.key for n in plan.notices if n.kind == NoticeKind.FOREIGN}
-    for change in plan.changes:  # a change against a program refresh saw on the vehicle repairs drift
-        if change.vin and change.address.slot and change.before is not None and state is not None:
-            record = state.slots.get(change.vin, {}).get(change.address.slot)
-            if record is not None and record.action is None:
-                drifted.add(change.vin)
-    # the oldest remote still in flight: only actions that carry a slot the plan sees in flight (an action a
-    # later remote replaced may stay Pending in the state forever, and is not waited for)
     pending = []
-    for notice in plan.notices:
-        if notice.kind != NoticeKind.IN_FLIGHT or state is None or notice.address.slot is None:
+    for notice in plan.notice_groups:
+        noticed[notice.kind].update(notice.vins)
+        if notice.kind == NoticeKind.FAILED:
+            causes[notice.failure or "unknown cause"] += notice.count
+        elif notice.kind == NoticeKind.IN_FLIGHT and state is not None:
+            # the oldest remote still in flight: only actions that carry a slot the plan sees in flight (an action
+            # a later remote replaced may stay Pending in the state forever, and is not waited for)
+            for vin in notice.vins:
+                for slot in notice.slots:
+                    record = state.slots.get(vin, {}).get(slot)
+                    action = state.outcome(record) if record is not None else None
+                    if action is not None:
+                        pending.append(action.posted_at)
+    failed, drifted = noticed[NoticeKind.FAILED], noticed[NoticeKind.FOREIGN]
+    for group in plan.groups:
+        for change in group.slots:
+            if change.cause is not None and change.cause.kind == CauseKind.FAILED:
+                failed.update(group.vins)
+                causes[change.cause.failure or "unknown cause"] += len(group.vins)
+        if state is None:
             continue
-        record = state.slots.get(notice.address.key, {}).get(notice.address.slot)
-        action = state.outcome(record) if record is not None else None
-        if action is not None:
-            pending.append(action.posted_at)
+        repaired = [change.slot for change in group.slots if change.before is not None]
+        for vin in group.vins:  # a change against a program refresh saw on the vehicle repairs drift
+            records = state.slots.get(vin, {})
+            if any(slot in records and records[slot].action is None for slot in repaired):
+                drifted.add(vin)
     events = list(events)
     received = [str(e["received_at"]) for e in events if isinstance(e, Mapping) and e.get("received_at")]
     updated = [a.updated_at for a in (state.actions.values() if state else ()) if a.updated_at]
+    absent = noticed[NoticeKind.NOT_IN_FLEET]
+    # each vehicle counts once: a vehicle with a slot to change and another in flight is to change
+    in_flight = noticed[NoticeKind.IN_FLIGHT] - changing - failed
     return {
         "vehicles": len(vehicles),
         "converged": len(vehicles - changing - in_flight - failed - absent),

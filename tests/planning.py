@@ -94,7 +94,6 @@ def plan(want: Desired, have: State | None, **options: Any) -> Plan:
 
 def record_success(result: Plan, recorded: State, want: Desired) -> State:
     """What a fully successful apply of `result` records: callbacks created, every remote accepted, then Success."""
-    views = {c.address: c.after or c.before for c in result.changes}  # every slot change has a view
     stamp = isotime(NOW)
     for index, call in enumerate(result.calls):
         if call.kind is CallKind.CREATE_CALLBACK:
@@ -104,10 +103,31 @@ def record_success(result: Plan, recorded: State, want: Desired) -> State:
         elif call.kind is CallKind.REMOTE:
             action_id = f"r{recorded.serial}-{index}"
             assert call.vin is not None
-            carried = [
-                (verb, program, views[address]["schedule"])  # type: ignore[index]
-                for (verb, program), address in zip(call.programs, call.changes, strict=True)
-            ]
+            entries = zip(call.programs, call.schedules, strict=True)
+            carried = [(verb, program, schedule) for (verb, program), schedule in entries]
             record_remote(recorded, call.vin, call.callback, carried, action_id, stamp)
             assert record_outcome(recorded, action_id, "Success", status="Success", at=stamp)
     return recorded
+
+
+def json_changes(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A plan document's changes one address at a time, as a tool reading `plan --format json` expands them."""
+    rows = [{key: change[key] for key in ("address", "action", "cause")} for change in document["callbacks"]]
+    for group in document["groups"]:
+        assert group["vehicles"] == len(group["vins"])
+        for vin in group["vins"]:
+            rows += [
+                {"address": f"vehicle.{vin}.slot.{c['slot']}", "action": c["action"], "cause": c["cause"]}
+                for c in group["slots"]
+            ]
+    return rows
+
+
+def json_notices(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A plan document's notices one address at a time (a vehicle's, or each of its slots')."""
+    rows = []
+    for notice in document["notices"]:
+        for vin in notice["vins"]:
+            addresses = [f"vehicle.{vin}.slot.{slot}" for slot in notice["slots"]] or [f"vehicle.{vin}"]
+            rows += [{"address": a, "kind": notice["kind"], "detail": notice["detail"]} for a in addresses]
+    return rows

@@ -30,6 +30,7 @@ from tests.commands import (
     run,
 )
 from tests.files import edit
+from tests.planning import json_changes, json_notices
 from tests.servers import Sandbox, sandbox
 
 pytestmark = pytest.mark.slow
@@ -141,8 +142,8 @@ def test_a_vin_not_in_the_fleet_is_a_notice_not_a_failure(repo: Path, box: Sandb
     assert "Apply: 31 calls done, 0 failed" in result.stdout
     assert f"Not in the fleet: {stranger}: not in fleet {box.settings.fleet}'s vehicle list" in result.stdout
     left = json.loads(run("plan", "--format", "json", cwd=repo, env=environment(box)).stdout)
-    assert left["changes"] == []
-    assert [(n["address"], n["kind"]) for n in left["notices"]] == [(f"vehicle.{stranger}", "not-in-fleet")]
+    assert json_changes(left) == []
+    assert [(n["address"], n["kind"]) for n in json_notices(left)] == [(f"vehicle.{stranger}", "not-in-fleet")]
 
 
 def test_guards_block_apply_unless_allowed(repo: Path, box: Sandbox) -> None:

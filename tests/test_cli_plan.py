@@ -38,8 +38,11 @@ def test_one_edited_slot_is_one_call(repo: Path) -> None:
     assert result.returncode == 2
     plan = json.loads(result.stdout)
     assert plan["summary"]["slots_set"] == 24
-    assert {c["diffs"][0]["after"] for c in plan["changes"]} == {"PT8H15M"}
-    assert {len(call["programs"]) for call in plan["calls"]} == {1}
+    # one group: the 24 vehicles of the schedule, each getting one call carrying the one edited slot
+    [group] = plan["groups"]
+    assert group["vehicles"] == len(group["vins"]) == 24
+    assert [(c["slot"], c["diffs"][0]["after"]) for c in group["slots"]] == [(3, "PT8H15M")]
+    assert [(call["callback"], len(call["programs"])) for call in group["calls"]] == [("fleet-ops", 1)]
     text = run("plan", cwd=repo, env=SECRETS).stdout
     assert "~ slot 3: start 08:30 -> 08:15" in text
     assert "24 vehicles, the same change each (24 calls via fleet-ops)" in text
@@ -53,7 +56,7 @@ def test_saved_plan_is_shown_and_tampering_is_refused(repo: Path) -> None:
     markdown = run("show", "plan.json", "--format", "markdown", cwd=repo)
     assert markdown.stdout.startswith(f"### reconciler plan for fleet `{FLEET}`")
     data = json.loads((repo / "plan.json").read_text())
-    data["calls"][1]["programs"][0]["start"] = "PT3H0M"
+    data["groups"][0]["slots"][0]["after"]["start"] = "PT3H0M"
     (repo / "plan.json").write_text(json.dumps(data))
     tampered = run("show", "plan.json", cwd=repo)
     assert tampered.returncode == 1

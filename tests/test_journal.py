@@ -10,7 +10,8 @@ import httpx
 from reconciler.address import Address
 from reconciler.api.client import ApiConfig, FleetClient
 from reconciler.apply import ApplyReport, CallResult, changes_left
-from reconciler.plan import Action, Call, CallKind, Cause, CauseKind, Change, Plan
+from reconciler.model import Program
+from reconciler.plan import Action, Call, CallKind, Cause, CauseKind, ChangeGroup, Plan, SlotChange, SlotView
 from reconciler.recovery import recover
 from reconciler.render.progress import StreamProgress
 from reconciler.state.file import FileBackend
@@ -101,29 +102,16 @@ def test_recover_adopts_a_callback_created_by_a_run_whose_answer_was_lost(tmp_pa
 def test_changes_left_names_only_what_no_failure_explains() -> None:
     failed_call = Call("vehicle.B.cb", CallKind.REMOTE, "cb", "B", (), (Address.parse("vehicle.B.slot.1"),))
     report = ApplyReport(results=[CallResult(failed_call, False, "HTTP 400")])
-    after = {
-        "callback": "cb",
-        "schedule": "s",
-        "start": "PT1H0M",
-        "days": ["Mon"],
-        "recurrence": "Daily",
-        "enabled": True,
-    }
+    after = SlotView(Program(1, "PT1H0M", ("Mon",)), "cb", "s")
+    retry = SlotChange(1, Action.RETRY, after, after, Cause(CauseKind.FAILED, "VehicleConnectionTimeout"))
     plan = Plan(
         "f",
         None,
         None,
         "m",
-        changes=(
-            Change(Address.parse("vehicle.A.slot.1"), Action.CREATE, None, after),
-            Change(Address.parse("vehicle.B.slot.1"), Action.CREATE, None, after),
-            Change(
-                Address.parse("vehicle.C.slot.1"),
-                Action.RETRY,
-                after,
-                after,
-                cause=Cause(CauseKind.FAILED, "VehicleConnectionTimeout"),
-            ),
+        groups=(
+            ChangeGroup(("A", "B"), (SlotChange(1, Action.CREATE, None, after),)),
+            ChangeGroup(("C",), (retry,)),
         ),
     )
     assert changes_left(plan, report) == ["vehicle.A.slot.1"]

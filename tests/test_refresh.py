@@ -10,6 +10,7 @@ import pytest
 
 from reconciler.vin import make_vin
 from tests.commands import desired_programs, environment, held_programs, labels, run
+from tests.planning import json_changes, json_notices
 from tests.servers import sandbox
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def test_drift_is_reported_and_repaired(any_repo: Path) -> None:
         assert ("deleted", f"vehicle.{emptied}.slot.1") in drift
         assert {kind for kind, address in drift if changed in address} == {"changed", "deleted"}  # slots 2, 3 gone too
         plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
-        assert {c["address"] for c in plan["changes"] if c["address"].startswith("vehicle.")} == {
+        assert {c["address"] for c in json_changes(plan) if c["address"].startswith("vehicle.")} == {
             f"vehicle.{changed}.slot.1",
             f"vehicle.{changed}.slot.2",
             f"vehicle.{changed}.slot.3",
@@ -50,7 +51,7 @@ def test_drift_is_reported_and_repaired(any_repo: Path) -> None:
             f"vehicle.{emptied}.slot.2",
             f"vehicle.{emptied}.slot.3",
         }
-        assert any(c["action"] == "status" for c in plan["changes"])
+        assert any(c["action"] == "status" for c in json_changes(plan))
         repaired = run("apply", "--auto-approve", "--wait=30", cwd=repo, env=env)
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
         assert held_programs(box) == desired_programs(repo)
@@ -75,10 +76,10 @@ def test_foreign_program_in_a_managed_slot_is_reported(repo: Path) -> None:
             "'weekend-shift' has `takeover: true` (or plan and apply run with --takeover)"
         )
         plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
-        assert f"vehicle.{vin}.slot.4" not in {c["address"] for c in plan["changes"]}  # not clobbered
-        assert [n["kind"] for n in plan["notices"] if n["address"] == f"vehicle.{vin}.slot.4"] == ["foreign"]
+        assert f"vehicle.{vin}.slot.4" not in {c["address"] for c in json_changes(plan)}  # not clobbered
+        assert [n["kind"] for n in json_notices(plan) if n["address"] == f"vehicle.{vin}.slot.4"] == ["foreign"]
         text = run("plan", cwd=repo, env=env).stdout
-        assert f"Left alone: vehicle.{vin}.slot.4 holds a program reconciler did not set" in text
+        assert f"Left alone: {vin} slot 4: holds a program reconciler did not set" in text
         forced = run("plan", "--takeover", cwd=repo, env=env).stdout
         assert "~ slot 4: take over 22:00 Sun (not set by reconciler) -> 21:00 Sun" in forced
         allow = ("--allow", "max_changed_vehicles")

@@ -98,7 +98,7 @@ def test_json_golden_and_round_trip() -> None:
     check_golden("plan.json", text)
     data = json.loads(text)
     assert data["result"] == "changes"
-    assert data["format_version"] == "1.0"
+    assert data["format_version"] == "2.0"
     del data["result"]
     again = Plan.from_dict(data, "plan.json")
     assert again == scenario()
@@ -126,7 +126,7 @@ def test_markdown_is_cut_with_a_note_under_the_limit(limit: int) -> None:
 def test_many_vehicles_with_one_change_are_one_block() -> None:
     text = rendered(render_text)
     assert "60 vehicles, the same change each (60 calls via cb)" in text
-    assert "... and 10 more (every VIN: --format json)" in text
+    assert "... and 50 more (every VIN: --format json)" in text
 
 
 @pytest.mark.parametrize(

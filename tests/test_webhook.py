@@ -20,6 +20,7 @@ from reconciler.state.record import record_callback
 from reconciler.webhook.app import create_app, parse_envelope
 from reconciler.webhook.serve import receiver
 from tests.commands import SECRETS, backend_of, environment, run
+from tests.planning import json_changes, json_notices
 from tests.servers import Sandbox, sandbox, serve_app
 from tests.webhooks import done_events, receiving, state_environment, wait_for
 
@@ -41,7 +42,7 @@ def test_outcomes_of_an_apply_arrive_and_are_folded(setup: tuple[Path, Sandbox, 
     assert {e["status"] for e in events} >= {"Accepted", "CheckingVehicle", "SentToVehicle", "Success"}
     assert {e["callback"] for e in events} == {"fleet-ops"}
     plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
-    assert plan["changes"] == [] and plan["notices"] == []  # every outcome known: nothing in flight
+    assert json_changes(plan) == [] and json_notices(plan) == []  # every outcome known: nothing in flight
     again = run("apply", "--auto-approve", cwd=repo, env=env)  # a writer folds the events into the state
     assert again.stdout == f"No changes: the manifests match the recorded state (serial {backend.load().serial}).\n"  # type: ignore[union-attr]
     assert "Remote actions: 30 Success" in run("show", "--state", cwd=repo, env=env).stdout
@@ -156,13 +157,13 @@ def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(any_rep
         permanent = set(failed) - transient
         assert transient and len(failed) < 30
         plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
-        retried = {c["address"].split(".")[1] for c in plan["changes"]}
+        retried = {c["address"].split(".")[1] for c in json_changes(plan)}
         assert retried == transient
         assert all(
             c["action"] == "retry" and c["cause"] == f"Failed: {failed[c['address'].split('.')[1]]}"
-            for c in plan["changes"]
+            for c in json_changes(plan)
         )
-        assert {n["address"].split(".")[1] for n in plan["notices"] if n["kind"] == "failed"} == permanent
+        assert {n["address"].split(".")[1] for n in json_notices(plan) if n["kind"] == "failed"} == permanent
         status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
         assert (status["vehicles"], status["failed"], status["converged"]) == (30, len(failed), 30 - len(failed))
         assert sum(status["failed_by_cause"].values()) >= len(failed)
@@ -312,7 +313,7 @@ def test_an_outcome_from_another_callback_is_ignored_and_shown(repo: Path) -> No
         assert answer.status_code == 200  # authentic for partner: recorded, as the receiver cannot know better
         assert backend.read_events()[-1]["callback"] == "partner"
         plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
-        assert plan["changes"] == [] and plan["notices"] == []
+        assert json_changes(plan) == [] and json_notices(plan) == []
         status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
         assert (status["failed"], status["converged"], status["other_callback_events"]) == (0, 30, 1)
         text = run("status", cwd=repo, env=env).stdout
@@ -362,7 +363,7 @@ def test_a_wrong_typed_field_is_refused_and_nothing_in_the_events_file_can_break
             result = run(*command, cwd=repo, env=env)
             assert result.returncode == 0, result.stderr
         plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
-        assert plan["changes"] == [] and plan["notices"] == []
+        assert json_changes(plan) == [] and json_notices(plan) == []
         status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
         assert (status["failed"], status["converged"], status["malformed_events"]) == (0, 30, 9)
         assert "Malformed events in the events file: 9 events ignored" in run("status", cwd=repo, env=env).stdout

@@ -26,6 +26,7 @@ from reconciler.state.record import record_callback
 from reconciler.webhook.credentials import ChildLoader, credentials
 from reconciler.webhook.serve import receiver
 from tests.commands import SECRETS, backend_of, environment, run
+from tests.planning import json_changes, json_notices
 from tests.servers import sandbox
 from tests.webhooks import done_events, wait_for
 
@@ -100,7 +101,7 @@ def test_the_first_apply_of_a_new_project_gets_its_notifications_accepted(any_re
             status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
             assert (status["vehicles"], status["converged"], status["in_flight"]) == (30, 30, 0)
             plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
-            assert plan["changes"] == [] and plan["notices"] == []
+            assert json_changes(plan) == [] and json_notices(plan) == []
             assert served.stop() == 0
             deliveries = box.inspect("deliveries")["deliveries"]
     assert {(d["status"], d["attempt"]) for d in deliveries} == {(200, 1)}  # none refused, none retried

@@ -59,7 +59,7 @@ def apply(
     stop = threading.Event()
 
     def show(plan: Plan) -> None:
-        render_plan(plan.to_dict(), "text", ExitCode.OK)
+        render_plan(plan.to_dict(), "text", ExitCode.OK, allowed=allow)
 
     def confirm(plan: Plan) -> bool:
         if auto_approve:

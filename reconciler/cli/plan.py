@@ -21,14 +21,15 @@ from reconciler.render.text import render_text
 PLAN_FORMATS = ("text", "markdown", "json")
 
 
-def render_plan(data: dict[str, Any], fmt: str, code: ExitCode) -> None:
-    """A plan dict on stdout in `fmt`; text in colour where the terminal shows it."""
+def render_plan(data: dict[str, Any], fmt: str, code: ExitCode, allowed: tuple[str, ...] = ()) -> None:
+    """A plan dict on stdout in `fmt`; text in colour where the terminal shows it. `allowed`: the guards the
+    command lets through (`apply --allow`), said so instead of "apply will refuse"."""
     if fmt == "json":
         render_json(data, sys.stdout, result=code.result)
     elif fmt == "markdown":
         render_markdown(data, sys.stdout)
     else:
-        render_text(data, sys.stdout, colour=colour(sys.stdout))
+        render_text(data, sys.stdout, colour=colour(sys.stdout), allowed=allowed)
 
 
 @click.command()

@@ -1,17 +1,16 @@
 """The one walk over a plan's changes, shared by the text and markdown renderers.
 
-It turns the canonical plan dict into blocks: one per callback change, one per vehicle, and one per group of
-vehicles that get exactly the same change (so 400 vehicles with one new start time read as one block).
+It turns the canonical plan dict into blocks: one per callback change and one per group of vehicles that get
+exactly the same change (so 100,000 vehicles with one new start time read as one block).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.address import Address
 from reconciler.envsubst import SENSITIVE, SENSITIVE_CHANGED
 from reconciler.plan import GuardCheck, NoticeKind
 from reconciler.words import days_text, hhmm, plural, program_text
@@ -20,6 +19,8 @@ __all__ = ["Block", "build_blocks", "days_text", "hhmm", "notice_lines", "progra
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "status": "~", "retry": "!"}
 SENSITIVE_MARKERS = (SENSITIVE, SENSITIVE_CHANGED)
+NOTICES_SHOWN = 20  # notice lines of one kind before the rest is counted
+VINS_IN_NOTICE = 3
 
 
 @dataclass(slots=True)
@@ -49,7 +50,7 @@ def value_text(path: str, value: Any) -> str:
 
 
 def _slot_line(change: Mapping[str, Any]) -> tuple[str, str]:
-    slot = Address.parse(change["address"]).slot
+    slot = change["slot"]
     action = change["action"]
     symbol = SYMBOLS[action]
     if action == "create":
@@ -96,84 +97,78 @@ def _callback_block(change: Mapping[str, Any]) -> Block:
     return block
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return tuple(sorted((key, _freeze(item)) for key, item in value.items()))
-    if isinstance(value, list):
-        return tuple(_freeze(item) for item in value)
-    return value
-
-
 def build_blocks(plan: Mapping[str, Any]) -> list[Block]:
-    """Callback blocks in plan order, then vehicle blocks: identical vehicle changes share one block."""
-    blocks: list[Block] = []
-    by_vin: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for change in plan["changes"]:
-        address = Address.parse(change["address"])
-        if address.is_callback:
-            blocks.append(_callback_block(change))
-        else:
-            by_vin[address.key].append(change)
-    calls: dict[str, int] = defaultdict(int)
-    for call in plan["calls"]:
-        if call["vin"]:
-            calls[call["vin"]] += 1
-    groups: dict[Any, Block] = {}
-    for vin, changes in by_vin.items():
-        key = tuple(
-            (c["action"], Address.parse(c["address"]).slot, _freeze(c["before"]), _freeze(c["after"]), c["cause"])
-            for c in changes
-        )
-        block = groups.get(key)
-        if block is None:
-            callbacks = sorted({(c["after"] or c["before"])["callback"] for c in changes})
-            block = Block("~", ", ".join(callbacks), [_slot_line(c) for c in changes])
-            groups[key] = block
-        block.vins.append(vin)
-    for block in groups.values():
-        count = len(block.vins)
-        via = block.title
-        per_vehicle = calls[block.vins[0]]
+    """Callback blocks in plan order, then one block per group of vehicles that get the same change (the
+    largest first, so the change most of a fleet gets leads and the exceptions follow)."""
+    blocks = [_callback_block(change) for change in plan["callbacks"]]
+    for group in plan["groups"]:
+        count, vins = group["vehicles"], group["vins"]
+        calls = len(group["calls"]) * count
+        via = ", ".join(call["callback"] for call in group["calls"])
         if count == 1:
-            block.title = f"vehicle {block.vins[0]} ({plural(per_vehicle, 'call')} via {via})"
+            title = f"vehicle {vins[0]} ({plural(calls, 'call')} via {via})"
         else:
-            block.title = f"{count:,} vehicles, the same change each ({plural(per_vehicle * count, 'call')} via {via})"
-        blocks.append(block)
+            title = f"{count:,} vehicles, the same change each ({plural(calls, 'call')} via {via})"
+        blocks.append(Block("~", title, [_slot_line(change) for change in group["slots"]], vins))
     return blocks
 
 
-def notice_lines(plan: Mapping[str, Any], pending_timeout: str = "") -> list[str]:
-    """Lines about what the plan leaves alone: remotes in flight, permanent failures, changes left out."""
+def notice_lines(plan: Mapping[str, Any], allowed: Iterable[str] = ()) -> list[str]:
+    """Lines about what the plan leaves alone: remotes in flight, permanent failures, changes left out; and
+    the guards it exceeds (`allowed`: those the command was told to let through)."""
     lines = []
-    in_flight = [n for n in plan["notices"] if n["kind"] == NoticeKind.IN_FLIGHT]
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for notice in plan["notices"]:
+        groups[notice["kind"]].append(notice)
+    in_flight = groups[NoticeKind.IN_FLIGHT]
     if in_flight:
-        vehicles = len({Address.parse(n["address"]).key for n in in_flight})
+        slots = sum(n["vehicles"] * len(n["slots"]) for n in in_flight)
+        vehicles = len({vin for n in in_flight for vin in n["vins"]})
         lines.append(
-            f"In flight: {plural(len(in_flight), 'slot')} on {plural(vehicles, 'vehicle is', 'vehicles are')} "
+            f"In flight: {plural(slots, 'slot')} on {plural(vehicles, 'vehicle is', 'vehicles are')} "
             "Pending; nothing to do yet."
         )
-    foreign = [n for n in plan["notices"] if n["kind"] == NoticeKind.FOREIGN]
-    for notice in foreign[:20]:
-        lines.append(f"Left alone: {notice['address']} {notice['detail']}")
-    if len(foreign) > 20:
-        lines.append(f"Left alone: {plural(len(foreign) - 20, 'more slot')} holding programs reconciler did not set.")
-    failed = [n for n in plan["notices"] if n["kind"] == NoticeKind.FAILED]
-    for notice in failed:
-        lines.append(f"Failed: {notice['address']}: {notice['detail']}")
-    absent = [n for n in plan["notices"] if n["kind"] == NoticeKind.NOT_IN_FLEET]
-    for notice in absent[:20]:
-        lines.append(f"Not in the fleet: {Address.parse(notice['address']).key}: {notice['detail']}")
-    if len(absent) > 20:
-        lines.append(f"Not in the fleet: {len(absent) - 20:,} more vehicles.")
+    for kind, label, shown in (
+        (NoticeKind.FOREIGN, "Left alone", "holding programs reconciler did not set"),
+        (NoticeKind.FAILED, "Failed", "whose last remote failed"),
+        (NoticeKind.NOT_IN_FLEET, "Not in the fleet", "not in the fleet"),
+    ):
+        lines += _noticed(groups[kind], label, shown)
     if plan["left_out"]:
         lines.append(
             f"Targeted plan: {plural(plan['left_out'], 'other change')} left out "
             f"(targets: {', '.join(plan['options']['targets']) or 'all'}; "
             f"excludes: {', '.join(plan['options']['excludes']) or 'none'})."
         )
+    let_through = set(allowed)
     for guard in plan["guards"]:
         if guard["exceeded"]:
-            lines.append(
-                f"Guard exceeded: {GuardCheck(**guard).describe()}; apply will refuse without --allow {guard['name']}."
+            verdict = (
+                f"allowed by --allow {guard['name']}"
+                if guard["name"] in let_through
+                else f"apply will refuse without --allow {guard['name']}"
             )
+            lines.append(f"Guard exceeded: {GuardCheck(**guard).describe()}; {verdict}.")
     return lines
+
+
+def _noticed(notices: list[Mapping[str, Any]], label: str, what: str, limit: int = NOTICES_SHOWN) -> list[str]:
+    """One line per notice group, the first VINs of each named; past `limit` lines, a count of the rest."""
+    lines = []
+    for notice in notices[:limit]:
+        slots = notice["slots"]
+        where = f" slot{'s' if len(slots) > 1 else ''} {', '.join(map(str, slots))}" if slots else ""
+        lines.append(f"{label}: {_vins_text(notice['vins'])}{where}: {notice['detail']}")
+    rest = notices[limit:]
+    if rest:
+        vehicles = sum(n["vehicles"] for n in rest)
+        lines.append(f"{label}: {plural(vehicles, 'more vehicle')} {what} (every one: --format json).")
+    return lines
+
+
+def _vins_text(vins: list[str]) -> str:
+    if len(vins) == 1:
+        return vins[0]
+    more = len(vins) - VINS_IN_NOTICE
+    shown = ", ".join(vins[:VINS_IN_NOTICE])
+    return f"{len(vins):,} vehicles ({shown}{f' and {more:,} more' if more > 0 else ''})"

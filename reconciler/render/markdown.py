@@ -49,7 +49,7 @@ def render_markdown(plan: Mapping[str, Any], out: TextIO, *, limit: int = LIMIT)
 
 
 def _created(plan: Mapping[str, Any]) -> int:
-    return sum(1 for c in plan["changes"] if c["action"] == "create" and not c["address"].startswith("callback."))
+    return sum(group["vehicles"] * sum(c["action"] == "create" for c in group["slots"]) for group in plan["groups"])
 
 
 def _section(symbol: str, title: str, lines: list[tuple[str, str]], vins: list[str]) -> str:
