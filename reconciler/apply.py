@@ -43,7 +43,8 @@ from reconciler.state.model import Outcome, State
 from reconciler.state.record import outcome_of, record_outcome, record_remote
 
 T = TypeVar("T")
-SAVE_EVERY = 5.0  # seconds between state saves while vehicles are being worked on
+SAVE_EVERY = 5.0  # seconds between state saves while vehicles are being worked on, at least
+SAVE_SHARE = 0.1  # and at most this share of the run's time saving: a large state takes a second to save
 
 
 def remote_label(entry: dict[str, Any]) -> str:
@@ -69,6 +70,8 @@ class ApplyReport:
     recovered: int = 0
     elapsed: float = 0.0
     interrupted: bool = False
+    saving: float = 0.0  # seconds spent saving the state, in `saves` saves
+    saves: int = 0
 
     @property
     def failed(self) -> list[CallResult]:
@@ -112,6 +115,7 @@ class Applier:
         self.report = ApplyReport()
         self.loaded_serial: int | None = state.serial if state.serial else None
         self.last_save = clock()
+        self.save_every = SAVE_EVERY
         self.existing_callbacks: list[dict[str, Any]] | None = None
         self.failures = 0
         self.open: dict[str, dict[str, Any]] = {}  # journalled intents whose outcome is not known yet
@@ -211,7 +215,7 @@ class Applier:
         for thread in threads:
             while thread.is_alive():
                 thread.join(timeout=0.5)
-                if self.clock() - self.last_save >= SAVE_EVERY:
+                if self.clock() - self.last_save >= self.save_every:
                     self.save()
         if errors:
             raise errors[0]
@@ -351,11 +355,18 @@ class Applier:
             apply_result(self.state, {**entry, **recorded}, data)
 
     def save(self) -> None:
+        """Save the state. The workers wait meanwhile (they record into it), so saves come no more often than
+        keeps their share of the run under SAVE_SHARE; the journal holds every result in between."""
         with self.lock:
+            started = self.clock()
             self.loaded_serial = self.backend.save(
                 self.state, self.loaded_serial, lock=self.lease.id if self.lease else None
             )
             self.last_save = self.clock()
+            took = self.last_save - started
+            self.report.saving += took
+            self.report.saves += 1
+            self.save_every = max(SAVE_EVERY, took / SAVE_SHARE)
 
     # ---- waiting for outcomes -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.bulk import collector_paused
 from reconciler.diagnostics import Diagnostic, Source, sort_key
 from reconciler.errors import ManifestError
 from reconciler.manifests.documents import Named, Parsed, identify, parse
@@ -43,7 +44,11 @@ def load_manifests(
     With `strict`, an unset `${env:...}` variable is an error rather than a warning: commands that send or
     fingerprint webhook secrets need the values, `validate` does not.
     """
-    environ = os.environ if environ is None else environ
+    with collector_paused():  # a large fleet's documents and model are built in one go (see reconciler.bulk)
+        return _load(paths, os.environ if environ is None else environ, strict)
+
+
+def _load(paths: Iterable[Path], environ: Mapping[str, str], strict: bool) -> LoadOutcome:
     read = read_manifests(paths)
     found = list(read.diagnostics)
     if not read.files and not found:

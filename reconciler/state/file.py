@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.atomic import sync_directory, temporary, write_atomic, write_synced
+from reconciler.bulk import collector_paused
 from reconciler.clock import isotime
 from reconciler.errors import LockedError, LockLostError, StateError
 from reconciler.state.backend import LockInfo, Version
@@ -38,7 +39,7 @@ class FileBackend:
         self.events_path = path.with_name(path.name + ".events")
         self._journal = GroupCommit(self._write_journal, f"the journal {self.journal_path}")
         self._journal_fd: int | None = None  # kept open: one writer process owns the journal (it holds the lock)
-        # (file signature, lineage, serial) of the last save by this backend
+        # (file signature, lineage, serial) of the last state this backend saved or loaded
         self._written: tuple[tuple[int, int, int] | None, str, int] | None = None
 
     @property
@@ -48,9 +49,17 @@ class FileBackend:
     # ---- state ------------------------------------------------------------------------------------------
 
     def load(self) -> State | None:
+        signature = _signature(self.path)  # before reading: a file replaced meanwhile will not match it
         raw = _read_regular(self.path, "state")
         if raw is None:
             return None
+        with collector_paused():
+            state = self._decode(raw)
+        # saving over what was loaded need not read it again (a large state takes half a second to read)
+        self._written = (signature, state.lineage, state.serial)
+        return state
+
+    def _decode(self, raw: bytes) -> State:
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
@@ -98,7 +107,7 @@ class FileBackend:
             raise StateError(f"{self.path} disappeared since serial {expected_serial} was loaded; nothing saved")
         following = current.serial + 1 if current is not None else 1
         state.serial = max(following, serial or 0)
-        payload = json.dumps(state.to_dict(), separators=(",", ":")).encode()
+        payload = state.to_json().encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = temporary(self.path)
         try:

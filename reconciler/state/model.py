@@ -1,15 +1,19 @@
-"""The recorded state and its JSON form (format version 1).
+"""The recorded state and its JSON form (format version 2; version 1 is still read).
 
 Differences from a naive one-record-per-slot layout, for fleets of 100,000 vehicles:
 - outcomes belong to remote actions (`actions`), as the API reports them: one POST per vehicle and callback
-  carries several slots, and one remoteActionId's outcome covers all of them;
-- a slot is a short list `[program, callback, action, kind, schedule]` whose program is the compact text
-  `PT7H30M/Mon,Tue/Daily/on`, and an action the list `[vin, callback, posted_at, outcome, status, cause,
-  updated_at]`, so the state of 400,000 slots loads in a fraction of the time and memory.
+  carries several slots, and one remoteActionId's outcome covers all of them; an action is the list
+  `[vin, callback, posted_at, outcome, status, cause, updated_at]`;
+- what a vehicle's slots hold is shared: `layouts` lists each distinct set of slots once, as rows
+  `[slot, program, callback, kind, schedule]` whose program is the compact text `PT7H30M/Mon,Tue/Daily/on`,
+  and a vehicle is `[layout, action]` (one remote carried every slot) or `[layout, action per slot...]`.
+  A fleet in a few schedules is a few layouts, and each vehicle a short list, so the state of 400,000 slots is
+  a few objects per vehicle to read and write (version 1 held a list of five strings per slot).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import uuid
@@ -17,11 +21,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from reconciler.bulk import collector_paused
 from reconciler.clock import parse_time
 from reconciler.errors import StateError
 from reconciler.model import DAYS, Program
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class Outcome(StrEnum):
@@ -127,6 +132,11 @@ class State:
     def outcome(self, record: SlotRecord) -> ActionRecord | None:
         return self.actions.get(record.action) if record.action else None
 
+    def to_json(self) -> str:
+        """The compact JSON document a backend stores (the collector paused: see reconciler.bulk)."""
+        with collector_paused():
+            return json.dumps(self.to_dict(), separators=(",", ":"))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
@@ -136,10 +146,7 @@ class State:
             "salt": self.salt,
             "vehicles_index": dict(sorted(self.vehicles_index.items())),
             "callbacks": {name: record.to_dict() for name, record in sorted(self.callbacks.items())},
-            "slots": {
-                vin: {str(number): _encode_slot(record) for number, record in sorted(slots.items())}
-                for vin, slots in sorted(self.slots.items())
-            },
+            **_encode_slots(self.slots),
             "actions": {rid: record.to_list() for rid, record in sorted(self.actions.items())},
             "not_in_fleet": dict(sorted(self.not_in_fleet.items())),
         }
@@ -167,14 +174,42 @@ def program_text(program: Program) -> str:
     return f"{program.start}/{','.join(program.days)}/{program.recurrence}/{'on' if program.enabled else 'off'}"
 
 
-def _encode_slot(record: SlotRecord) -> list[Any]:
-    return [program_text(record.program), record.callback, record.action, record.kind, record.schedule]
+def _encode_slots(slots: dict[str, dict[int, SlotRecord]]) -> dict[str, Any]:
+    """`layouts` and `slots` of a version 2 state: each distinct layout once, each vehicle as short list."""
+    layouts: list[list[Any]] = []
+    known: dict[tuple[Any, ...], int] = {}
+    vehicles: dict[str, list[Any]] = {}
+    texts: dict[int, str] = {}  # a program's text by its id: a loaded state shares equal programs
+    for vin in sorted(slots):
+        records = slots[vin]
+        numbers = sorted(records)
+        ordered = [records[n] for n in numbers]
+        key = tuple(
+            [
+                (n, texts.get(id(r.program)) or _text(texts, r.program), r.callback, r.kind, r.schedule)
+                for n, r in zip(numbers, ordered, strict=True)
+            ]
+        )
+        layout = known.get(key)
+        if layout is None:
+            layout = known[key] = len(layouts)
+            layouts.append([list(row) for row in key])
+        actions = [r.action for r in ordered]
+        shared = len(set(actions)) <= 1
+        vehicles[vin] = [layout, actions[0] if actions else None] if shared else [layout, *actions]
+    return {"layouts": layouts, "slots": vehicles}
+
+
+def _text(texts: dict[int, str], program: Program) -> str:
+    text = texts[id(program)] = program_text(program)
+    return text
 
 
 _KINDS = {kind.value: kind for kind in SlotKind}
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 _START = re.compile(r"PT(?=[0-9])([0-9]{1,2}H)?([0-9]{1,2}M)?")  # a time of day as an ISO-8601 duration
 _SLOTS = {"1": 1, "2": 2, "3": 3, "4": 4}
+Slots = dict[str, dict[int, SlotRecord]]
 
 
 def _program(slot: int, text: str) -> Program:
@@ -190,9 +225,9 @@ def _program(slot: int, text: str) -> Program:
     return Program(slot, start, chosen, recurrence, enabled == "on")
 
 
-def _decode_slots(raw: Any) -> dict[str, dict[int, SlotRecord]]:
-    """The hot loop of loading a large state: equal programs and strings are shared, not copied; every value's
-    type is checked, so a corrupt state is refused here rather than crashing a command later."""
+def _decode_slots_v1(raw: Any) -> Slots:
+    """The slots of a version 1 state: equal programs and strings are shared, not copied; every value's type is
+    checked, so a corrupt state is refused here rather than crashing a command later."""
     programs: dict[tuple[int, str], Program] = {}
     strings: dict[str, str] = {}
     share = strings.setdefault
@@ -222,19 +257,78 @@ def _decode_slots(raw: Any) -> dict[str, dict[int, SlotRecord]]:
     return slots
 
 
+def _decode_layouts(raw: Any) -> list[tuple[tuple[int, Program, str, SlotKind, str], ...]]:
+    if type(raw) is not list:
+        raise ValueError("layouts is not a list")
+    programs: dict[tuple[int, str], Program] = {}
+    layouts = []
+    for index, rows in enumerate(raw):
+        if type(rows) is not list:
+            raise ValueError(f"layouts.{index} is not a list")
+        layout = []
+        for row in rows:
+            if type(row) is not list or len(row) != 5:
+                raise ValueError(f"layouts.{index} holds a row that is not [slot, program, callback, kind, schedule]")
+            number, text, callback, kind, schedule = row
+            if type(text) is not str or type(callback) is not str or type(schedule) is not str:
+                raise ValueError(f"layouts.{index} holds a value of the wrong type")
+            if type(number) is not int or not 1 <= number <= 4:
+                raise ValueError(f"layouts.{index}: slot {_shown(number)} is not a slot number (1-4)")
+            slot = number
+            program = programs.get((slot, text))
+            if program is None:
+                program = programs[(slot, text)] = _program(slot, text)
+            layout.append((slot, program, callback, _KINDS[kind], schedule))
+        if len({row[0] for row in layout}) != len(layout):
+            raise ValueError(f"layouts.{index} names a slot twice")
+        layouts.append(tuple(layout))
+    return layouts
+
+
+def _decode_vehicles(raw: Any, layouts: list[tuple[tuple[int, Program, str, SlotKind, str], ...]]) -> Slots:
+    """The hot loop of loading a large state (version 2): a vehicle is a layout and its remotes' ids."""
+    strings: dict[str, str] = {}
+    share = strings.setdefault
+    new = tuple.__new__  # SlotRecord's own __new__ is Python code: 400,000 calls of it cost a second
+    count = len(layouts)
+    slots: Slots = {}
+    for vin, entry in _mapping(raw, "slots").items():
+        if type(entry) is not list or not entry or type(entry[0]) is not int or not 0 <= entry[0] < count:
+            raise ValueError(f"slots.{vin} is not [layout, action...]")
+        layout = layouts[entry[0]]
+        actions = entry[1:]
+        if len(actions) == 1:
+            actions *= len(layout)
+        elif len(actions) != len(layout):
+            raise ValueError(f"slots.{vin} does not name one action per slot of its layout")
+        vehicle = {}
+        for (slot, program, callback, kind, schedule), action in zip(layout, actions, strict=True):
+            if action is not None:
+                if type(action) is not str:
+                    raise ValueError(f"slots.{vin}: action {_shown(action)} is not a string")
+                action = share(action, action)
+            vehicle[slot] = new(SlotRecord, (program, callback, action, kind, schedule))
+        slots[vin] = vehicle
+    return slots
+
+
 def _decode_action(rid: str, raw: Any) -> ActionRecord:
     if type(raw) is not list or len(raw) != 7:
         raise ValueError(f"actions.{rid} is not an action record")
-    vin, callback, posted_at = raw[:3]
+    vin, callback, posted_at, outcome, status, cause, updated_at = raw
     if type(vin) is not str or type(callback) is not str or type(posted_at) is not str:
         raise ValueError(f"actions.{rid} holds a value of the wrong type")
-    if any(value is not None and not isinstance(value, str) for value in raw[3:]):
+    for value in (status, cause, updated_at):
+        if value is not None and type(value) is not str:
+            raise ValueError(f"actions.{rid} holds a value of the wrong type")
+    if outcome is not None and not isinstance(outcome, str):  # an Outcome, in a state copied in memory
         raise ValueError(f"actions.{rid} holds a value of the wrong type")
-    if raw[3] is not None and raw[3] not in _OUTCOMES:
-        raise ValueError(f"actions.{rid}: outcome {_shown(raw[3])} is not one of {', '.join(OUTCOMES)}")
+    if outcome is not None:
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"actions.{rid}: outcome {_shown(outcome)} is not one of {', '.join(OUTCOMES)}")
+        outcome = _OUTCOMES[outcome]
     parse_time(posted_at)  # ValueError when it is not a time
-    outcome = _OUTCOMES[raw[3]] if raw[3] is not None else None
-    return ActionRecord(vin, callback, posted_at, outcome, raw[4], raw[5], raw[6])
+    return ActionRecord(vin, callback, posted_at, outcome, status, cause, updated_at)
 
 
 def _decode_callback(name: str, raw: Any) -> CallbackRecord:
@@ -256,7 +350,10 @@ def _strings(raw: Any, what: str) -> dict[str, str]:
 
 
 def _decode(data: dict[str, Any]) -> State:
-    slots = _decode_slots(data.get("slots", {}))
+    if data["version"] == 1:
+        slots = _decode_slots_v1(data.get("slots", {}))
+    else:
+        slots = _decode_vehicles(data.get("slots", {}), _decode_layouts(data.get("layouts", [])))
     serial = data["serial"]
     if not _is_int(serial) or serial < 0:
         raise ValueError(f"serial {_shown(serial)}")

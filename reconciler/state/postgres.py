@@ -29,6 +29,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from reconciler.bulk import collector_paused
 from reconciler.clock import isotime, parse_time, utcnow
 from reconciler.errors import LockedError, LockLostError, StateError
 from reconciler.state.backend import LOCK_TTL, LockInfo, Version
@@ -230,16 +231,17 @@ class PostgresBackend:
         if row is None:
             return None
         origin = f"version {row[0]} of the state in {self.name}"
-        try:
-            data = json.loads(row[1])
-        except (json.JSONDecodeError, RecursionError) as error:
-            raise StateError(f"{origin} is corrupt (not JSON: {str(error)[:200]}){_restore_hint()}") from None
-        try:
-            return State.from_dict(data, origin)
-        except StateError as error:
-            if "is corrupt" not in str(error):
-                raise
-            raise StateError(f"{error}{_restore_hint()}") from None
+        with collector_paused():
+            try:
+                data = json.loads(row[1])
+            except (json.JSONDecodeError, RecursionError) as error:
+                raise StateError(f"{origin} is corrupt (not JSON: {str(error)[:200]}){_restore_hint()}") from None
+            try:
+                return State.from_dict(data, origin)
+            except StateError as error:
+                if "is corrupt" not in str(error):
+                    raise
+                raise StateError(f"{error}{_restore_hint()}") from None
 
     def save(
         self,
@@ -292,7 +294,7 @@ class PostgresBackend:
                 previous = state.serial
                 state.serial = new_serial
                 try:
-                    body = json.dumps(state.to_dict(), separators=(",", ":"))
+                    body = state.to_json()
                 finally:
                     state.serial = previous
                 db.execute(
