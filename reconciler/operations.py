@@ -19,7 +19,7 @@ from reconciler.envsubst import EnvValue
 from reconciler.errors import ApiUnavailableError, ConfigError, ExitCode, ReconcilerError, StateError
 from reconciler.manifests import load_desired
 from reconciler.model import Desired
-from reconciler.plan import Plan, read_plan_file
+from reconciler.plan import Plan, canonical_json, read_plan_file
 from reconciler.planner import PlanOptions, make_plan
 from reconciler.selectors import Selector
 from reconciler.state.backend import StateBackend
@@ -311,6 +311,7 @@ def apply_changes(
     wait: float | None = None,
     show: Callable[[Plan], None] = lambda plan: None,
     confirm: Callable[[Plan], bool] = lambda plan: True,
+    say: Callable[[str], None] = lambda text: None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     transport: httpx.BaseTransport | None = None,
@@ -318,7 +319,7 @@ def apply_changes(
 ) -> ApplyRun:
     """Plan (or load a saved plan), check guards, confirm, apply, wait for outcomes, and check convergence."""
     from reconciler.api.client import FleetClient, RetryPolicy
-    from reconciler.apply import Applier, changes_left, stale_reason
+    from reconciler.apply import Applier, changes_left
 
     config = api_config(workspace, parallelism)
     desired, _ = load_desired(workspace.settings.manifests, environ, strict=True)
@@ -330,10 +331,7 @@ def apply_changes(
     ):
         state, recovered = writer_state(workspace, client, lease)
         if plan_file is not None:
-            plan = read_plan_file(plan_file)
-            reason = stale_reason(plan, state, desired)
-            if reason:
-                raise StateError(f"the saved plan {plan_file} is stale: {reason}. Make a new plan; nothing was applied")
+            plan = saved_plan(workspace, plan_file, desired, state, say)
             vins = plan.vins()
         else:
             vins = set(desired.vehicles)
@@ -377,6 +375,45 @@ def apply_changes(
         if not options.targets and not options.excludes and plan_file is None:
             run.leftovers = changes_left(again, run.report)
         return run
+
+
+def saved_plan(
+    workspace: Workspace, path: Path, desired: Desired, state: State, say: Callable[[str], None]
+) -> Plan:
+    """The plan saved in `path`, if it may still be applied. The state moving on since it was made (a receiver
+    recording outcomes, a refresh) does not make it stale by itself: when a plan made now, with the same
+    options, holds exactly the same changes, that plan is applied. StateError otherwise, saying what moved."""
+    from reconciler.apply import stale_reason
+
+    plan = read_plan_file(path)
+    reason = stale_reason(plan, state, desired)
+    if reason is None:
+        return plan
+    if plan.lineage == (state.lineage if state.serial else None) and plan.manifests == desired.digest:
+        options = plan.options
+        now = make_plan(
+            desired,
+            state if state.serial else None,
+            workspace.fleet,
+            workspace.plan_options(
+                tuple(options.get("targets", ())),
+                tuple(options.get("excludes", ())),
+                retry_failed=bool(options.get("retry_failed")),
+                takeover=bool(options.get("takeover")),
+            ),
+        )
+        if same_changes(now, plan):
+            say(f"{reason[:1].upper()}{reason[1:]}, but a plan made now makes exactly the changes of {path}.")
+            return now
+        reason += f", and a plan made now differs from {path}"
+    raise StateError(f"the saved plan {path} is stale: {reason}. Make a new plan; nothing was applied")
+
+
+def same_changes(one: Plan, other: Plan) -> bool:
+    """Whether two plans make the same calls with the same changes (in their canonical JSON form)."""
+    keys = ("callbacks", "groups", "left_out", "guards")
+    first, second = one.body(), other.body()
+    return all(canonical_json(first[key]) == canonical_json(second[key]) for key in keys)
 
 
 def index_fleet(state: State, vins: set[str], client: FleetClient) -> bool:

@@ -125,6 +125,7 @@ def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOp
             "targets": [str(s) for s in options.targets],
             "excludes": [str(s) for s in options.excludes],
             "retry_failed": options.retry_failed,
+            "takeover": options.takeover,
         },
         left_out=left_out,
     )

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.clock import isotime, utcnow
 from reconciler.state.backend import LockInfo
+from reconciler.state.record import record_outcome
 from reconciler.vin import make_vin
 from tests.commands import (
     ALLOW,
@@ -132,6 +134,42 @@ def test_a_stale_saved_plan_is_refused_with_no_writes(repo: Path, box: Sandbox) 
     assert "nothing was applied" in stale.stderr
     delta = calls(box) - before
     assert sum(delta[k] for k in ("create_callback", "update_callback", "post_remote", "delete_callback")) == 0
+
+
+def record_outcomes(repo: Path, outcome: str, cause: str | None = None, count: int | None = None) -> int:
+    """What a receiver does meanwhile: record outcomes of remotes still pending (the state's serial moves)."""
+    backend = backend_of(repo)
+    state = backend.load()
+    assert state is not None
+    pending = [rid for rid, action in sorted(state.actions.items()) if action.outcome == "Pending"][:count]
+    for rid in pending:
+        record_outcome(state, rid, outcome, status=outcome, cause=cause, at=isotime(utcnow()))
+    return backend.save(state, state.serial)
+
+
+def test_a_saved_plan_applies_after_outcomes_are_recorded_unless_they_change_it(repo: Path, box: Sandbox) -> None:
+    env = environment(box)
+    assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0  # outcomes not waited for
+    edit(repo / "manifests" / "callbacks.yaml", "retryDelay: 120", "retryDelay: 90")
+    assert run("plan", "--out", "plan.json", cwd=repo, env=env).returncode == 0
+    moved = record_outcomes(repo, "Failed", "VehicleConnectionTimeout", count=1)  # now a retry to plan
+    before = calls(box)
+    refused = run("apply", "--auto-approve", "plan.json", cwd=repo, env=env)
+    assert refused.returncode == 1
+    assert (
+        f"the saved plan plan.json is stale: the state moved from serial {moved - 1} (when the plan was made) to "
+        f"{moved}, and a plan made now differs from plan.json. Make a new plan; nothing was applied"
+    ) in refused.stderr
+    assert run("plan", "--out", "again.json", cwd=repo, env=env).returncode == 0
+    assert record_outcomes(repo, "Success") == moved + 1  # the other 29: nothing to do for them either way
+    applied = run("apply", "--auto-approve", "again.json", cwd=repo, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert applied.stdout.startswith(
+        f"The state moved from serial {moved} (when the plan was made) to {moved + 1}, but a plan made now makes "
+        "exactly the changes of again.json.\n"
+    )
+    delta = calls(box) - before
+    assert (delta["update_callback"], delta["post_remote"]) == (1, 1)  # the callback, and the retried vehicle
 
 
 def test_a_vin_not_in_the_fleet_is_a_notice_not_a_failure(repo: Path, box: Sandbox) -> None:

@@ -494,3 +494,26 @@ def test_events_are_cleared_only_up_to_what_was_read(backend: FileBackend) -> No
     assert backend.read_events() == [{"n": 3}]
     backend.clear_events(5)
     assert backend.read_events() == []
+
+
+def test_a_state_just_loaded_is_saved_over_without_reading_it_again(
+    backend: FileBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large state takes half a second to read: a writer that loaded it does not read it again to save."""
+    backend.save(sample(), None)
+    writer = FileBackend(backend.path)
+    state = writer.load()
+    assert state is not None
+    reads: list[str] = []
+    decode = State.from_dict
+    monkeypatch.setattr(State, "from_dict", lambda data, origin: reads.append(origin) or decode(data, origin))
+    assert writer.save(state, 1) == 2
+    assert reads == []
+    # another writer's save in between is still seen: the file no longer matches what was loaded
+    other = FileBackend(backend.path)
+    newer = other.load()
+    assert newer is not None and other.save(newer, 2) == 3
+    reads.clear()
+    with pytest.raises(StateError, match="moved to serial 3 since serial 2 was loaded"):
+        writer.save(state, 2)
+    assert reads == [str(backend.path)]

@@ -83,6 +83,7 @@ def apply(
             wait=wait_seconds,
             show=show,
             confirm=confirm,
+            say=click.echo,
             progress=progress,
             stop=stop,
         )
