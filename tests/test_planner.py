@@ -225,7 +225,7 @@ def test_selectors_keep_matching_changes_and_count_the_rest() -> None:
     assert len(only_callbacks.changes) == 4  # every slot goes through cb
     excluded = plan(want, state(), excludes=(Selector.parse("callback:cb"),))
     assert excluded.changes == ()
-    assert excluded.options == {"targets": [], "excludes": ["callback:cb"], "retry_failed": False}
+    assert excluded.options == {"targets": [], "excludes": ["callback:cb"], "retry_failed": False, "takeover": False}
 
 
 @pytest.mark.parametrize("text", ["vim:X", "group:", "nothing", "schedule"])
