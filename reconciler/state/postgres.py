@@ -33,6 +33,7 @@ from reconciler.clock import isotime, parse_time, utcnow
 from reconciler.errors import LockedError, LockLostError, StateError
 from reconciler.state.backend import LOCK_TTL, LockInfo, Version
 from reconciler.state.commit import GroupCommit
+from reconciler.state.dsn import INVALID_DSN, dsn_problem, masked, where
 from reconciler.state.model import State
 
 if TYPE_CHECKING:  # psycopg loads only for this backend
@@ -77,18 +78,6 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 
-def where(dsn: str) -> str:
-    """host:port/database of a DSN, for messages: never the password (nor the user)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(dsn)
-    except Exception:  # a malformed DSN: say so without repeating it
-        return "a database whose DSN cannot be read"
-    host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
-    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or 'postgres'}"
-
-
 def event_key(event: Any) -> str:
     """What makes two deliveries one notification: everything but when and how it was recorded."""
     if isinstance(event, dict):
@@ -98,6 +87,8 @@ def event_key(event: Any) -> str:
 
 class PostgresBackend:
     def __init__(self, dsn: str, fleet: str, schema: str = "reconciler") -> None:
+        if dsn_problem(dsn) is not None:  # never connected with, nor shown
+            raise StateError(INVALID_DSN)
         self.dsn = dsn
         self.fleet = fleet
         self.schema = schema
@@ -119,9 +110,7 @@ class PostgresBackend:
 
     def _problem(self, error: Exception, doing: str) -> StateError:
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        password = _password(self.dsn)
-        if password:
-            text = text.replace(password, "***")
+        text = masked(text, self.dsn)
         return StateError(f"the state database {self.place} could not {doing}: {text}")
 
     @contextmanager
@@ -516,16 +505,6 @@ def _lock(row: Sequence[Any]) -> LockInfo:
 
 def _when(moment: Any) -> str:
     return isotime(moment if isinstance(moment, datetime) else datetime.now(UTC))
-
-
-def _password(dsn: str) -> str | None:
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        value = conninfo_to_dict(dsn).get("password")
-    except Exception:
-        return None
-    return str(value) if value else None
 
 
 def _restore_hint() -> str:
