@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from reconciler import schema
 from reconciler.api import MAX_RETRY_WAIT, PARALLELISM, RATE_LIMIT, TIMEOUT
 from reconciler.diagnostics import Diagnostic, Severity, Source, clip
-from reconciler.envsubst import EnvValue, resolve
+from reconciler.envsubst import ENV_REF, EnvValue, resolve
 from reconciler.errors import ConfigError
 from reconciler.manifests.files import OUTSIDE_SETTING, ManifestPaths, display_name, inside
 from reconciler.plan import Limit
@@ -58,6 +58,10 @@ def _dsn_message(value: EnvValue, resolved: str) -> str | None:
     problem = dsn_problem(resolved)
     if problem is None:
         return None
+    if problem == "is empty":  # libpq would quietly use its defaults (localhost:5432) for an empty DSN
+        names = ", ".join(f"${name}" for name in ENV_REF.findall(value.raw))
+        set_empty = f" ({names} is set to an empty string)" if names else ""
+        return f"state.dsn is empty{set_empty}: it must name the PostgreSQL database (URL or key=value)"
     return INVALID_DSN
 
 

@@ -95,3 +95,14 @@ def test_libpq_messages_are_masked() -> None:
         assert "S3cret" not in shown and "***" in shown, shown
     assert masked("connection refused", dsn) == "connection refused"
     assert where(dsn) == "db.example:5432/fleet"
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_dsn_is_invalid_configuration_not_libpqs_defaults(repo: Path, empty: str) -> None:
+    """libpq reads an empty DSN as localhost:5432/postgres: a variable set to nothing must not go there."""
+    use_postgres(repo, "reconciler")
+    for command in (("plan",), ("apply", "--auto-approve"), ("state", "pull")):
+        result = run(*command, cwd=repo, env={**SECRETS, "STATE_DSN": empty})
+        assert result.returncode == 7, (command, result.stdout + result.stderr)
+        assert "reconciler.yaml:14:8: state.dsn is empty ($STATE_DSN is set to an empty string)" in result.stderr
+        assert "could not be opened" not in result.stderr and "5432" not in result.stderr

@@ -25,9 +25,11 @@ _QUOTED_URL = re.compile(r"""(["'])[a-z][a-z0-9+.-]*://.*?\1""", re.IGNORECASE)
 
 
 def dsn_problem(dsn: str) -> str | None:
-    """Why `dsn` cannot be used as written (None when it can): not parsed by libpq, or parsed into
+    """Why `dsn` cannot be used as written (None when it can): empty, not parsed by libpq, or parsed into
     something other than what it says (an unencoded `@` or `/` in a URL's password, a port that is not a
     number). The answer never repeats any part of the DSN."""
+    if not dsn.strip():
+        return "is empty"
     from psycopg.conninfo import conninfo_to_dict
 
     try:
