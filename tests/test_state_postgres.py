@@ -4,6 +4,7 @@ database, duplicates dropped by the database, many writers of events, and messag
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -167,6 +168,11 @@ def test_losing_the_database_during_apply_sends_nothing_unjournalled_and_the_nex
                 pg_cluster.start()
         assert process.returncode == 1, out + err
         assert "the state database" in err and "Traceback" not in err
+        # what stopped the run is the error shown; the lock left behind is a warning after it
+        failure = [line for line in err.splitlines() if line.startswith("Error: ")]
+        assert len(failure) == 1 and "release the lock" not in failure[0], err
+        assert re.search(r"could not (save the state|write the journal)", failure[0]), err
+        assert re.search(r"^Warning: the lock is left behind \(.*\): it expires .*`reconciler state unlock ", err, re.M)
         posted = {remote["label"] for remote in box.inspect("remotes")["remotes"]}
         backend = PostgresBackend(pg_dsn, EXAMPLES_FLEET, pg_schema)
         journalled = {entry.get("label") for entry in backend.read_journal() if entry.get("kind") == "intent"}
