@@ -49,6 +49,20 @@ def test_an_unreachable_database_is_named_by_host_port_and_database_never_by_its
     assert "wrong-password-canary" not in str(refused.value)
 
 
+@pytest.mark.slow
+def test_connections_kept_across_a_database_restart_are_opened_again(
+    pg_cluster: Cluster, backend: PostgresBackend
+) -> None:
+    backend.save(State.new("fleet-1"), None)
+    backend.append_events([{"remoteActionId": "r1"}])
+    pg_cluster.kill()
+    pg_cluster.start()
+    assert backend.load() is not None  # the state's connection
+    backend.append_events([{"remoteActionId": "r2"}])  # the events' connection
+    backend.append_journal([{"kind": "intent", "id": "x", "op": "remote"}])  # the journal's, never opened yet
+    assert [event["remoteActionId"] for event in backend.read_events()] == ["r1", "r2"]
+
+
 def test_tables_are_made_once_even_by_writers_starting_together(pg_dsn: str, pg_schema: str) -> None:
     errors: list[BaseException] = []
 

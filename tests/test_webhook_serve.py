@@ -22,10 +22,12 @@ from reconciler.errors import ReconcilerError
 from reconciler.operations import open_workspace
 from reconciler.state.file import FileBackend
 from reconciler.state.model import State
+from reconciler.state.postgres import PostgresBackend
 from reconciler.state.record import record_callback
 from reconciler.webhook.credentials import ChildLoader, credentials
 from reconciler.webhook.serve import receiver
 from tests.commands import SECRETS, backend_of, environment, run
+from tests.postgres import Cluster, use_postgres
 from tests.servers import sandbox
 from tests.webhooks import done_events, wait_for
 
@@ -215,6 +217,60 @@ def test_ctrl_c_stops_it_cleanly_too(repo: Path) -> None:
         assert served.stop(signal.SIGINT) == 0
     assert "stopped: 0 notification requests" in served.stderr
     assert "Traceback" not in served.stderr
+
+
+@pytest.mark.slow
+def test_the_receiver_rides_out_a_database_restart_and_answers_503_while_it_is_down(
+    repo: Path, pg_cluster: Cluster, pg_dsn: str, pg_schema: str
+) -> None:
+    use_postgres(repo, pg_schema)
+    state = State.new(FLEET)
+    record_callback(state, "fleet-ops", "cb-logs", {}, {}, "Running")
+    backend = PostgresBackend(pg_dsn, FLEET, pg_schema)
+    backend.save(state, None)
+    right, wrong = {"Authorization": AUTH}, {"Authorization": "Basic guess"}
+
+    def send(action: str, headers: dict[str, str]) -> httpx.Response:
+        body = notification()
+        body["events"][0]["remoteActionId"] = action
+        return httpx.post(f"{served.url}/remote/webhook", json=body, headers=headers, timeout=30)
+
+    def health() -> httpx.Response:
+        return httpx.get(f"{served.url}/healthz", timeout=30)
+
+    with serving(repo, {**SECRETS, "STATE_DSN": pg_dsn}, "--log-format", "json") as served:
+        assert send("r-1", right).status_code == 200  # the receiver's connections are open now
+        assert send("r-1", wrong).status_code == 401
+        assert health().json() == {"status": "ok", "received": 1, "state": "ok"}
+        pg_cluster.kill()
+        pg_cluster.start()  # a restart between two notifications: the connections kept are dead
+        assert send("r-2", right).status_code == 200
+        assert send("r-2", wrong).status_code == 401
+        pg_cluster.kill()
+        try:
+            for headers in (right, wrong):  # recorded, or checked against the state: neither can be done now
+                down = send("r-3", headers)
+                assert down.status_code == 503, down.text
+                assert down.headers["Retry-After"] == "10"
+            unhealthy = wait_for(lambda: (answer := health()).status_code == 503 and answer, timeout=10)
+            assert unhealthy.json()["status"] == "unavailable"
+            assert "the state database 127.0.0.1:" in unhealthy.json()["state"]
+        finally:
+            pg_cluster.start()
+        assert send("r-3", right).status_code == 200  # the API's retry
+        wait_for(lambda: health().status_code == 200, timeout=10)
+        assert served.stop() == 0
+    assert sorted(event["remoteActionId"] for event in backend.read_events()) == ["r-1", "r-2", "r-3"]
+    backend.close()
+    lines = [json.loads(line) for line in served.stderr.splitlines()]  # a traceback would not parse
+    unavailable = [line for line in lines if line.get("status") == 503]
+    assert len(unavailable) == 2 and all(line["level"] == "error" for line in unavailable)
+    assert "could not record 1 events for callback fleet-ops: the state database" in unavailable[0]["message"]
+    assert "could not check the credentials of 1 events: the state database" in unavailable[1]["message"]
+    assert [line["status"] for line in lines if line.get("status")] == [200, 401, 200, 401, 503, 503, 200]
+    assert any(line["message"].startswith("the state backend cannot be reached: ") for line in lines)
+    assert any(line["message"] == "the state backend can be reached again" for line in lines)
+    assert pg_cluster.password not in served.stderr
 
 
 @contextmanager

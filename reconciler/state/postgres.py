@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import selectors
 import threading
 import weakref
 from collections.abc import Hashable, Iterator, Sequence
@@ -135,7 +136,10 @@ class PostgresBackend:
         import psycopg
 
         connection = self._connections.get(purpose)
-        if connection is None or connection.closed:
+        if connection is not None and (connection.closed or connection.broken or _hung_up(connection)):
+            self._drop(purpose)  # the server restarted or ended the session since: connect again, once
+            connection = None
+        if connection is None:
             connection = psycopg.connect(
                 self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="reconciler"
             )
@@ -482,6 +486,19 @@ class PostgresBackend:
                 [(self.fleet, event_key(event), json.dumps(event, separators=(",", ":"))) for event in kept],
             )
         self._read_seqs = self._read_seqs[count:]
+
+
+def _hung_up(connection: psycopg.Connection[Any]) -> bool:
+    """True when the server spoke on a connection kept idle between two transactions: it only does so to say
+    goodbye (it restarted, or ended the session) before closing it. Asked of the socket, with no round trip, so
+    the first request after a database restart gets a fresh connection instead of an error."""
+    try:
+        descriptor = connection.fileno()
+    except Exception:  # no socket any more
+        return True
+    with selectors.DefaultSelector() as selector:
+        selector.register(descriptor, selectors.EVENT_READ)
+        return bool(selector.select(0))
 
 
 def _close_all(connections: dict[str, psycopg.Connection[Any]]) -> None:
