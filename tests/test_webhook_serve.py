@@ -111,7 +111,8 @@ def test_the_first_apply_of_a_new_project_gets_its_notifications_accepted(any_re
     assert all(re.search(r" INFO 127\.0\.0\.1 accepted \d+ events for callback fleet-ops$", line) for line in accepted)
     total = sum(int(re.search(r"accepted (\d+) events", line).group(1)) for line in accepted)  # type: ignore[union-attr]
     assert total == len(backend.read_events())
-    assert f"stopped: {len(deliveries)} notification requests, {total} events accepted;" in served.stderr
+    assert f"stopped: requests: {len(deliveries)} received, {len(deliveries)} accepted, 0 refused" in served.stderr
+    assert f"; events: {total} recorded, 0 not recorded " in served.stderr
 
 
 def recorded_project(repo: Path, with_open: bool = True) -> None:
@@ -177,8 +178,9 @@ def test_one_text_line_per_request_on_stderr_and_a_summary_on_shutdown(repo: Pat
         "127.0.0.1 401 refused 1 events: unknown callbackId 'cb-nobody'",
         "127.0.0.1 400 malformed notification: events[0].eventStatus.failureCause: must be a string",
         "127.0.0.1 413 the body is larger than 1000000 bytes (Content-Length 1000001)",
-        "stopped: 7 notification requests, 2 events accepted; 2 accepted, 3 refused (401), 1 malformed (400), "
-        "1 too large (413), 0 failed (5xx)",
+        "stopped: requests: 7 received, 2 accepted, 3 refused (401), 1 malformed (400), 1 too large (413), "
+        "0 unavailable (503), 0 failed (500); events: 2 recorded, 3 not recorded (sent in requests refused, "
+        "unavailable or failed)",
     ]
     assert AUTH not in served.stdout + served.stderr and "webhook-canary" not in served.stderr
 
@@ -204,8 +206,13 @@ def test_json_log_lines_are_one_object_each(repo: Path) -> None:
     assert lines[1]["callback"] == "fleet-ops" and lines[1]["events"] == 1 and lines[1]["client"] == "127.0.0.1"
     assert lines[3]["reason"] == "wrong header Authorization for callback fleet-ops"
     assert lines[6]["reason"] == "events[0].eventStatus.failureCause: must be a string"
-    assert lines[-1]["message"].startswith("stopped: 7 notification requests, 2 events accepted;")
-    assert (lines[-1]["http_200"], lines[-1]["http_401"], lines[-1]["events"]) == (2, 3, 2)
+    assert lines[-1]["message"].startswith("stopped: requests: 7 received, 2 accepted, 3 refused (401),")
+    assert (lines[-1]["http_200"], lines[-1]["http_401"], lines[-1]["events"], lines[-1]["not_recorded"]) == (
+        2,
+        3,
+        2,
+        3,
+    )
     assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", line["time"]) for line in lines)
     assert AUTH not in served.stderr
 
@@ -215,7 +222,7 @@ def test_ctrl_c_stops_it_cleanly_too(repo: Path) -> None:
     recorded_project(repo)
     with serving(repo, SECRETS) as served:
         assert served.stop(signal.SIGINT) == 0
-    assert "stopped: 0 notification requests" in served.stderr
+    assert "stopped: requests: 0 received," in served.stderr
     assert "Traceback" not in served.stderr
 
 
@@ -270,6 +277,11 @@ def test_the_receiver_rides_out_a_database_restart_and_answers_503_while_it_is_d
     assert [line["status"] for line in lines if line.get("status")] == [200, 401, 200, 401, 503, 503, 200]
     assert any(line["message"].startswith("the state backend cannot be reached: ") for line in lines)
     assert any(line["message"] == "the state backend can be reached again" for line in lines)
+    assert lines[-1]["message"] == (
+        "stopped: requests: 7 received, 3 accepted, 2 refused (401), 0 malformed (400), 0 too large (413), "
+        "2 unavailable (503), 0 failed (500); events: 3 recorded, 4 not recorded (sent in requests refused, "
+        "unavailable or failed)"
+    )
     assert pg_cluster.password not in served.stderr
 
 

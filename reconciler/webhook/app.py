@@ -74,7 +74,8 @@ class Receiver:
     loaded_signature: Hashable = None
     reloaded_at: float = -math.inf  # when the last reload started (the first one may start at once)
     reloads: int = 0
-    received: int = 0
+    received: int = 0  # events recorded (accepted requests)
+    not_recorded: int = 0  # events of well-formed requests refused or not recorded (401, 503, 500)
     unknown_callback: int = 0
     answers: Counter[int] = field(default_factory=Counter)
     writer: EventWriter | None = None
@@ -174,11 +175,14 @@ class Receiver:
             self.writer.close()
 
     def summary(self) -> str:
+        """Requests by answer, then events by fate: the two are counted apart (one request carries many)."""
         answers = self.answers
+        failed = sum(count for status, count in answers.items() if status >= 500 and status != 503)
         return (
-            f"stopped: {sum(answers.values())} notification requests, {self.received} events accepted; "
-            f"{answers[200]} accepted, {answers[401]} refused (401), {answers[400]} malformed (400), "
-            f"{answers[413]} too large (413), {sum(n for status, n in answers.items() if status >= 500)} failed (5xx)"
+            f"stopped: requests: {sum(answers.values())} received, {answers[200]} accepted, {answers[401]} refused "
+            f"(401), {answers[400]} malformed (400), {answers[413]} too large (413), {answers[503]} unavailable "
+            f"(503), {failed} failed (500); events: {self.received} recorded, {self.not_recorded} not recorded "
+            "(sent in requests refused, unavailable or failed)"
         )
 
 
@@ -267,10 +271,12 @@ def create_app(receiver: Receiver) -> Starlette:
                 name, refused = receiver.check(request, callback_id)
         except (ReconcilerError, OSError) as error:  # the state (its callbacks) cannot be read now: later
             reason = one_line(error)
+            receiver.not_recorded += len(events)
             answer(503, request, f"could not check the credentials of {len(events)} events: {reason}", reason=reason)
             return _unavailable("the callbacks' credentials cannot be checked now; send the events again later")
         if refused:
             receiver.unknown_callback += refused.startswith("unknown")
+            receiver.not_recorded += len(events)
             answer(401, request, f"refused {len(events)} events: {refused}", reason=refused)
             return _problem(401, "unknown callback or wrong credentials")
         stamp = isotime(utcnow())
@@ -279,11 +285,13 @@ def create_app(receiver: Receiver) -> Starlette:
             await receiver.record(records)  # durable (fsync) before the 2xx
         except StateError as error:  # the state backend cannot be reached (a database down): later
             reason = one_line(error)
+            receiver.not_recorded += len(records)
             message = f"could not record {len(records)} events for callback {name}: {reason}"
             answer(503, request, message, callback=name, reason=reason)
             return _unavailable("the events cannot be recorded now; send them again later")
         except Exception as error:
             reason = one_line(error)
+            receiver.not_recorded += len(records)
             answer(500, request, f"could not record {len(records)} events for callback {name}: {reason}", callback=name)
             return _problem(500, "the events could not be recorded; send them again")
         receiver.received += len(records)
