@@ -178,9 +178,9 @@ def test_readers_on_a_fresh_database_find_no_state_and_create_nothing(repo: Path
 
 
 @pytest.fixture
-def reader_dsn(pg_dsn: str, pg_schema: str) -> Iterator[str]:
+def bare_role_dsn(pg_dsn: str, pg_schema: str) -> Iterator[str]:
     """A role that may connect and nothing more (what a pull-request job is given), until granted more."""
-    role = f"reader_{pg_schema}"
+    role = f"role_{pg_schema}"
     with psycopg.connect(pg_dsn, autocommit=True) as db:
         db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-canary-pw'")
     yield pg_dsn.replace("//reconciler:", f"//{role}:").replace(pg_dsn.split(":")[2].split("@")[0], "reader-canary-pw")
@@ -191,10 +191,10 @@ def reader_dsn(pg_dsn: str, pg_schema: str) -> Iterator[str]:
 
 @pytest.mark.slow
 def test_a_role_that_can_only_read_runs_the_readers(
-    repo: Path, pg_dsn: str, pg_schema: str, reader_dsn: str, tmp_path: Path
+    repo: Path, pg_dsn: str, pg_schema: str, bare_role_dsn: str, tmp_path: Path
 ) -> None:
     use_postgres(repo, pg_schema)
-    reader = {**SECRETS, "STATE_DSN": reader_dsn}
+    reader = {**SECRETS, "STATE_DSN": bare_role_dsn}
     plan = run("plan", "--detailed-exitcode", cwd=repo, env=reader)
     assert plan.returncode == 2, plan.stdout + plan.stderr  # no state recorded yet: everything to create
     owner = PostgresBackend(pg_dsn, EXAMPLES_FLEET, pg_schema)
@@ -202,7 +202,7 @@ def test_a_role_that_can_only_read_runs_the_readers(
     owner.append_events([{"remoteActionId": "r"}])
     owner.close()
     with psycopg.connect(pg_dsn, autocommit=True) as db:  # what README says a reader needs
-        role = f"reader_{pg_schema}"
+        role = f"role_{pg_schema}"
         db.execute(f"GRANT USAGE ON SCHEMA {pg_schema} TO {role}")
         db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {pg_schema} TO {role}")
     for command in (*READERS, ("state", "pull")):
@@ -213,6 +213,17 @@ def test_a_role_that_can_only_read_runs_the_readers(
     pushed = run("state", "push", "--force", str(state), cwd=repo, env=reader)  # a writer: refused
     assert pushed.returncode == 1 and "permission denied" in pushed.stderr, pushed.stderr
     assert "reader-canary-pw" not in pushed.stderr
+
+
+def test_a_writer_uses_a_schema_made_beforehand_without_create_on_the_database(
+    pg_dsn: str, pg_schema: str, bare_role_dsn: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as db:  # what an administrator does once
+        db.execute(f"CREATE SCHEMA {pg_schema} AUTHORIZATION role_{pg_schema}")
+    writer = PostgresBackend(bare_role_dsn, "fleet-1", pg_schema)  # a role that may create nothing else
+    writer.save(State.new("fleet-1"), None)
+    assert writer.load() is not None
+    writer.close()
 
 
 @pytest.mark.slow

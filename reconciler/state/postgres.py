@@ -232,7 +232,10 @@ class PostgresBackend:
     def _upgrade(self, connection: psycopg.Connection[Any]) -> None:
         lock = f"reconciler:{self.schema}"
         connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
-        connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
+        # CREATE SCHEMA needs CREATE on the database even when the schema exists: a schema made beforehand by an
+        # administrator is used as it is, by a role that may only create tables in it
+        if connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone() is None:
+            connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
         connection.execute(self._sql("CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text)"))
         row = connection.execute(self._sql("SELECT value FROM {s}.meta WHERE key = 'schema_version'")).fetchone()
         version = int(row[0]) if row else 0
