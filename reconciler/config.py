@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from reconciler import schema
 from reconciler.api import MAX_RETRY_WAIT, PARALLELISM, RATE_LIMIT, TIMEOUT
 from reconciler.diagnostics import Diagnostic, Severity, Source, clip
-from reconciler.envsubst import EnvValue, resolve
+from reconciler.envsubst import ENV_REF, EnvValue, resolve
 from reconciler.errors import ConfigError
 from reconciler.manifests.files import OUTSIDE_SETTING, ManifestPaths, display_name, inside
 from reconciler.plan import Limit
@@ -46,8 +46,30 @@ def shown_url(url: str) -> str:
     return clip(re.sub(r"//[^/?#]*@", "//***@", url, count=1), 200)
 
 
-# settings whose value is checked once resolved, for those written as ${env:...}
-_RESOLVED_CHECKS: dict[str, tuple[str, Callable[[str], str | None]]] = {"api.url": ("api-url", url_problem)}
+def _url_message(value: EnvValue, resolved: str) -> str | None:
+    problem = url_problem(resolved)
+    return None if problem is None else f"api.url '{clip(value.raw)}' {problem}"
+
+
+def _dsn_message(value: EnvValue, resolved: str) -> str | None:
+    """Why the resolved state.dsn cannot be used; never any part of it (a DSN carries the password)."""
+    from reconciler.state.dsn import INVALID_DSN, dsn_problem
+
+    problem = dsn_problem(resolved)
+    if problem is None:
+        return None
+    if problem == "is empty":  # libpq would quietly use its defaults (localhost:5432) for an empty DSN
+        names = ", ".join(f"${name}" for name in ENV_REF.findall(value.raw))
+        set_empty = f" ({names} is set to an empty string)" if names else ""
+        return f"state.dsn is empty{set_empty}: it must name the PostgreSQL database (URL or key=value)"
+    return INVALID_DSN
+
+
+# settings whose value is checked once resolved, for those written as ${env:...}: the rule, and the message
+_RESOLVED_CHECKS: dict[str, tuple[str, Callable[[EnvValue, str], str | None]]] = {
+    "api.url": ("api-url", _url_message),
+    "state.dsn": ("state-dsn", _dsn_message),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +115,10 @@ class Settings:
                 [Diagnostic(Source(str(self.file)), "setting-missing", f"{what} is not set in {self.file.name}")]
             )
         resolved = value.require(what)
-        rule, check = _RESOLVED_CHECKS.get(what, ("", lambda _: None))
-        problem = check(resolved)
-        if problem is not None:  # the value came from the environment: it is not shown
-            raise ConfigError([Diagnostic(value.source, rule, f"{what} '{clip(value.raw)}' {problem}")])
+        rule, check = _RESOLVED_CHECKS.get(what, ("", lambda _value, _resolved: None))
+        message = check(value, resolved)
+        if message is not None:  # the value may have come from the environment: it is not shown
+            raise ConfigError([Diagnostic(value.source, rule, message)])
         return resolved
 
     def path(self, value: EnvValue, what: str) -> Path:
@@ -218,6 +240,11 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
         problem = url_problem(url.value)
         if problem is not None:
             found.append(Diagnostic(url.source, "api-url", f"api.url '{shown_url(url.value)}' {problem}"))
+    dsn = text("state", "dsn")
+    if state.get("backend") == "postgres" and dsn is not None and dsn.value is not None and not dsn.sensitive:
+        message = _dsn_message(dsn, dsn.value)  # written in the file (or $RECONCILER_STATE_DSN): checked now
+        if message is not None:
+            found.append(Diagnostic(dsn.source, "state-dsn", message))
     pending_timeout = parse_duration(data.get("pending_timeout", "30m"))
     if not 1 <= pending_timeout <= MAX_PENDING_TIMEOUT:
         found.append(
@@ -249,7 +276,7 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
             backend=state.get("backend", "file"),
             path=text("state", "path")
             or EnvValue(".reconciler/state.json", ".reconciler/state.json", Source("default")),
-            dsn=text("state", "dsn"),
+            dsn=dsn,
             fingerprint_key=text("state", "fingerprint_key"),
             schema=str(state.get("schema", "reconciler")),
         ),

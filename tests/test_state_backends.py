@@ -131,6 +131,26 @@ def test_a_lease_renews_and_notices_a_takeover(backend: StateBackend) -> None:
             lease.check()
 
 
+def test_a_failed_release_never_hides_the_error_that_stopped_the_run(
+    backend: StateBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(lock_id: str) -> None:
+        raise StateError("the state database went away")
+
+    monkeypatch.setattr(backend, "release_lock", unreachable)
+    with pytest.raises(StateError, match="could not save") as raised, Lease(backend, "apply") as lease:
+        raise StateError("the state could not save")
+    assert raised.value.__notes__ == [
+        f"Warning: the lock is left behind (the state database went away): it expires {lease.info.expires}, or "
+        f"`reconciler state unlock {lease.id}` removes it"
+    ]
+    monkeypatch.undo()
+    backend.force_unlock(lease.id)  # what the warning says to run
+    monkeypatch.setattr(backend, "release_lock", unreachable)
+    with pytest.raises(StateError, match="went away"), Lease(backend, "apply"):  # nothing else to tell: it is the error
+        pass
+
+
 def test_journal_entries_from_many_threads_are_all_kept_in_order(backend: StateBackend) -> None:
     def work(thread: int) -> None:
         for number in range(25):

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.commands import environment, run
+from reconciler.state.model import ActionRecord, State
+from reconciler.state.postgres import PostgresBackend
+from reconciler.state.record import record_callback
+from tests.commands import EXAMPLES_FLEET, SECRETS, environment, run
 from tests.postgres import use_postgres
 from tests.servers import sandbox
 
@@ -79,3 +82,39 @@ def test_two_clones_of_a_config_repo_share_one_state_in_postgres(tmp_path: Path,
         assert plan.returncode == 0, plan.stdout  # the other runner sees what the first one did
         assert "No changes: the manifests match the recorded state" in plan.stdout
         assert not (runner_b / ".reconciler").exists()  # nothing on the runner's disk
+
+
+def test_pull_holds_the_outcomes_the_receiver_recorded_since_the_last_writer(
+    repo: Path, pg_dsn: str, pg_schema: str, tmp_path: Path
+) -> None:
+    use_postgres(repo, pg_schema)
+    env = {**SECRETS, "STATE_DSN": pg_dsn}
+    backend = PostgresBackend(pg_dsn, EXAMPLES_FLEET, pg_schema)
+    state = State.new(EXAMPLES_FLEET)
+    record_callback(state, "fleet-ops", "cb-ops", {}, {}, "Running")
+    state.actions["r1"] = ActionRecord("VF3UHNKF5RL000005", "fleet-ops", "2026-11-25T08:00:00Z")
+    backend.save(state, None)
+    outcome = {
+        "callbackId": "cb-ops",
+        "callback": "fleet-ops",
+        "remoteActionId": "r1",
+        "vin": "VF3UHNKF5RL000005",
+        "eventDate": "2026-11-25T08:00:09Z",
+        "remoteType": "ThermalPreconditioning",
+        "type": "Done",
+        "status": "Success",
+        "received_at": "2026-11-25T08:00:10Z",
+    }
+    backend.append_events([outcome])  # as the receiver records it; no writer ran since
+    pulled = run("state", "pull", cwd=repo, env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stderr == ""
+    assert json.loads(pulled.stdout)["actions"]["r1"][3] == "Success"
+    stored = backend.load()
+    assert stored is not None and stored.actions["r1"].outcome == "Pending"  # nothing written by a pull
+    assert len(backend.read_events()) == 1
+    backend.append_journal([{"kind": "intent", "id": "i1", "op": "delete-callback", "name": "fleet-ops"}])
+    unfinished = run("state", "pull", cwd=repo, env=env)
+    assert unfinished.returncode == 0 and "Warning: the journal of postgres " in unfinished.stderr
+    assert "holds 1 entry of a run in progress or one that did not finish" in unfinished.stderr
+    backend.close()

@@ -4,6 +4,7 @@ database, duplicates dropped by the database, many writers of events, and messag
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -48,12 +49,26 @@ def test_an_unreachable_database_is_named_by_host_port_and_database_never_by_its
     assert "wrong-password-canary" not in str(refused.value)
 
 
+@pytest.mark.slow
+def test_connections_kept_across_a_database_restart_are_opened_again(
+    pg_cluster: Cluster, backend: PostgresBackend
+) -> None:
+    backend.save(State.new("fleet-1"), None)
+    backend.append_events([{"remoteActionId": "r1"}])
+    pg_cluster.kill()
+    pg_cluster.start()
+    assert backend.load() is not None  # the state's connection
+    backend.append_events([{"remoteActionId": "r2"}])  # the events' connection
+    backend.append_journal([{"kind": "intent", "id": "x", "op": "remote"}])  # the journal's, never opened yet
+    assert [event["remoteActionId"] for event in backend.read_events()] == ["r1", "r2"]
+
+
 def test_tables_are_made_once_even_by_writers_starting_together(pg_dsn: str, pg_schema: str) -> None:
     errors: list[BaseException] = []
 
     def first_use() -> None:
         try:
-            PostgresBackend(pg_dsn, "fleet-1", pg_schema).load()
+            PostgresBackend(pg_dsn, "fleet-1", pg_schema).clear_journal()  # a writer's first use
         except BaseException as error:
             errors.append(error)
 
@@ -69,11 +84,13 @@ def test_tables_are_made_once_even_by_writers_starting_together(pg_dsn: str, pg_
 
 
 def test_tables_newer_than_this_release_are_refused(pg_dsn: str, pg_schema: str, backend: PostgresBackend) -> None:
-    backend.load()
+    backend.clear_journal()
     with psycopg.connect(pg_dsn) as db:
         db.execute(f"UPDATE {pg_schema}.meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StateError, match="has tables of version 99, newer than this reconciler knows"):
-        PostgresBackend(pg_dsn, "fleet-1", pg_schema).load()
+        PostgresBackend(pg_dsn, "fleet-1", pg_schema).load()  # by readers
+    with pytest.raises(StateError, match="has tables of version 99, newer than this reconciler knows"):
+        PostgresBackend(pg_dsn, "fleet-1", pg_schema).append_events([{"remoteActionId": "r"}])  # and writers
 
 
 def test_fleets_share_a_database_without_touching_each_other(pg_dsn: str, pg_schema: str) -> None:
@@ -134,6 +151,81 @@ def test_a_corrupt_version_is_refused_and_the_history_named(
         backend.load()
 
 
+READERS = (("plan",), ("show", "--state"), ("status",), ("validate",), ("state", "history"), ("state", "list"))
+
+
+def schemas(dsn: str, name: str) -> list[tuple[str]]:
+    with psycopg.connect(dsn) as db:
+        return db.execute(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name = %s", (name,)
+        ).fetchall()
+
+
+@pytest.mark.slow
+def test_readers_on_a_fresh_database_find_no_state_and_create_nothing(repo: Path, pg_dsn: str, pg_schema: str) -> None:
+    use_postgres(repo, pg_schema)
+    env = {**SECRETS, "STATE_DSN": pg_dsn}
+    for command in READERS:
+        result = run(*command, cwd=repo, env=env)
+        assert result.returncode in (0, 2), (command, result.stdout + result.stderr)
+    pulled = run("state", "pull", cwd=repo, env=env)
+    assert pulled.returncode == 1 and "there is no recorded state yet" in pulled.stderr
+    assert schemas(pg_dsn, pg_schema) == []  # a plan writes nothing, not even tables
+    backend = PostgresBackend(pg_dsn, EXAMPLES_FLEET, pg_schema)
+    backend.save(State.new(EXAMPLES_FLEET), None)  # the first writer makes them
+    backend.close()
+    assert schemas(pg_dsn, pg_schema) == [(pg_schema,)]
+
+
+@pytest.fixture
+def bare_role_dsn(pg_dsn: str, pg_schema: str) -> Iterator[str]:
+    """A role that may connect and nothing more (what a pull-request job is given), until granted more."""
+    role = f"role_{pg_schema}"
+    with psycopg.connect(pg_dsn, autocommit=True) as db:
+        db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-canary-pw'")
+    yield pg_dsn.replace("//reconciler:", f"//{role}:").replace(pg_dsn.split(":")[2].split("@")[0], "reader-canary-pw")
+    with psycopg.connect(pg_dsn, autocommit=True) as db:
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.slow
+def test_a_role_that_can_only_read_runs_the_readers(
+    repo: Path, pg_dsn: str, pg_schema: str, bare_role_dsn: str, tmp_path: Path
+) -> None:
+    use_postgres(repo, pg_schema)
+    reader = {**SECRETS, "STATE_DSN": bare_role_dsn}
+    plan = run("plan", "--detailed-exitcode", cwd=repo, env=reader)
+    assert plan.returncode == 2, plan.stdout + plan.stderr  # no state recorded yet: everything to create
+    owner = PostgresBackend(pg_dsn, EXAMPLES_FLEET, pg_schema)
+    owner.save(State.new(EXAMPLES_FLEET), None)
+    owner.append_events([{"remoteActionId": "r"}])
+    owner.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as db:  # what README says a reader needs
+        role = f"role_{pg_schema}"
+        db.execute(f"GRANT USAGE ON SCHEMA {pg_schema} TO {role}")
+        db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {pg_schema} TO {role}")
+    for command in (*READERS, ("state", "pull")):
+        result = run(*command, cwd=repo, env=reader)
+        assert result.returncode in (0, 2), (command, result.stdout + result.stderr)
+    state = tmp_path / "state.json"
+    state.write_text(run("state", "pull", cwd=repo, env=reader).stdout)
+    pushed = run("state", "push", "--force", str(state), cwd=repo, env=reader)  # a writer: refused
+    assert pushed.returncode == 1 and "permission denied" in pushed.stderr, pushed.stderr
+    assert "reader-canary-pw" not in pushed.stderr
+
+
+def test_a_writer_uses_a_schema_made_beforehand_without_create_on_the_database(
+    pg_dsn: str, pg_schema: str, bare_role_dsn: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as db:  # what an administrator does once
+        db.execute(f"CREATE SCHEMA {pg_schema} AUTHORIZATION role_{pg_schema}")
+    writer = PostgresBackend(bare_role_dsn, "fleet-1", pg_schema)  # a role that may create nothing else
+    writer.save(State.new("fleet-1"), None)
+    assert writer.load() is not None
+    writer.close()
+
+
 @pytest.mark.slow
 def test_a_command_with_the_database_down_exits_1_naming_it_and_not_its_password(
     repo: Path, pg_dsn: str, pg_schema: str
@@ -167,6 +259,11 @@ def test_losing_the_database_during_apply_sends_nothing_unjournalled_and_the_nex
                 pg_cluster.start()
         assert process.returncode == 1, out + err
         assert "the state database" in err and "Traceback" not in err
+        # what stopped the run is the error shown; the lock left behind is a warning after it
+        failure = [line for line in err.splitlines() if line.startswith("Error: ")]
+        assert len(failure) == 1 and "release the lock" not in failure[0], err
+        assert re.search(r"could not (save the state|write the journal)", failure[0]), err
+        assert re.search(r"^Warning: the lock is left behind \(.*\): it expires .*`reconciler state unlock ", err, re.M)
         posted = {remote["label"] for remote in box.inspect("remotes")["remotes"]}
         backend = PostgresBackend(pg_dsn, EXAMPLES_FLEET, pg_schema)
         journalled = {entry.get("label") for entry in backend.read_journal() if entry.get("kind") == "intent"}

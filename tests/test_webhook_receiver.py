@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.errors import StateError
 from reconciler.state.events import fold, set_aside, tally
 from reconciler.state.file import FileBackend
 from reconciler.state.model import ActionRecord, State
@@ -412,3 +413,39 @@ def test_a_large_batch_is_parsed_off_the_loop_and_recorded(tmp_path: Path) -> No
     with running(made) as root:
         assert post(root, batch).json() == {"received": 3000}
     assert len(backend.read_events()) == 3000
+
+
+@pytest.mark.slow
+def test_healthz_reports_the_state_backend_checking_it_at_most_once_a_second(tmp_path: Path) -> None:
+    class Flaky(FileBackend):
+        down = False
+        checks = 0
+
+        def signature(self) -> Any:
+            self.checks += 1
+            if self.down:
+                raise StateError("the state database 127.0.0.1:5432/fleet could not be opened: connection refused")
+            return super().signature()
+
+    backend = Flaky(tmp_path / "state.json")
+    made = Receiver(backend, credentials_for, credentials=credentials_for())
+    with running(made) as root, ThreadPoolExecutor(8) as pool:
+
+        def health() -> httpx.Response:
+            return httpx.get(f"{root}/healthz", timeout=10)
+
+        answers = list(pool.map(lambda _: health(), range(40)))
+        assert {answer.status_code for answer in answers} == {200}
+        assert answers[0].json() == {"status": "ok", "received": 0, "state": "ok"}
+        assert backend.checks == 1  # forty asked at once: one check
+        backend.down = True
+        answer = wait_for(lambda: (got := health()).status_code == 503 and got, timeout=5)
+        assert answer.json() == {
+            "status": "unavailable",
+            "received": 0,
+            "state": "the state database 127.0.0.1:5432/fleet could not be opened: connection refused",
+        }
+        assert post(root, one(1)).status_code == 200  # only the check fails here: recording still works
+        checks = backend.checks
+        list(pool.map(lambda _: health(), range(40)))
+        assert backend.checks <= checks + 1

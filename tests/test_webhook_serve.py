@@ -22,11 +22,13 @@ from reconciler.errors import ReconcilerError
 from reconciler.operations import open_workspace
 from reconciler.state.file import FileBackend
 from reconciler.state.model import State
+from reconciler.state.postgres import PostgresBackend
 from reconciler.state.record import record_callback
 from reconciler.webhook.credentials import ChildLoader, credentials
 from reconciler.webhook.serve import receiver
 from tests.commands import SECRETS, backend_of, environment, run
 from tests.planning import json_changes, json_notices
+from tests.postgres import Cluster, use_postgres
 from tests.servers import sandbox
 from tests.webhooks import done_events, wait_for
 
@@ -110,7 +112,8 @@ def test_the_first_apply_of_a_new_project_gets_its_notifications_accepted(any_re
     assert all(re.search(r" INFO 127\.0\.0\.1 accepted \d+ events for callback fleet-ops$", line) for line in accepted)
     total = sum(int(re.search(r"accepted (\d+) events", line).group(1)) for line in accepted)  # type: ignore[union-attr]
     assert total == len(backend.read_events())
-    assert f"stopped: {len(deliveries)} notification requests, {total} events accepted;" in served.stderr
+    assert f"stopped: requests: {len(deliveries)} received, {len(deliveries)} accepted, 0 refused" in served.stderr
+    assert f"; events: {total} recorded, 0 not recorded " in served.stderr
 
 
 def recorded_project(repo: Path, with_open: bool = True) -> None:
@@ -176,8 +179,9 @@ def test_one_text_line_per_request_on_stderr_and_a_summary_on_shutdown(repo: Pat
         "127.0.0.1 401 refused 1 events: unknown callbackId 'cb-nobody'",
         "127.0.0.1 400 malformed notification: events[0].eventStatus.failureCause: must be a string",
         "127.0.0.1 413 the body is larger than 1000000 bytes (Content-Length 1000001)",
-        "stopped: 7 notification requests, 2 events accepted; 2 accepted, 3 refused (401), 1 malformed (400), "
-        "1 too large (413), 0 failed (5xx)",
+        "stopped: requests: 7 received, 2 accepted, 3 refused (401), 1 malformed (400), 1 too large (413), "
+        "0 unavailable (503), 0 failed (500); events: 2 recorded, 3 not recorded (sent in requests refused, "
+        "unavailable or failed)",
     ]
     assert AUTH not in served.stdout + served.stderr and "webhook-canary" not in served.stderr
 
@@ -203,8 +207,13 @@ def test_json_log_lines_are_one_object_each(repo: Path) -> None:
     assert lines[1]["callback"] == "fleet-ops" and lines[1]["events"] == 1 and lines[1]["client"] == "127.0.0.1"
     assert lines[3]["reason"] == "wrong header Authorization for callback fleet-ops"
     assert lines[6]["reason"] == "events[0].eventStatus.failureCause: must be a string"
-    assert lines[-1]["message"].startswith("stopped: 7 notification requests, 2 events accepted;")
-    assert (lines[-1]["http_200"], lines[-1]["http_401"], lines[-1]["events"]) == (2, 3, 2)
+    assert lines[-1]["message"].startswith("stopped: requests: 7 received, 2 accepted, 3 refused (401),")
+    assert (lines[-1]["http_200"], lines[-1]["http_401"], lines[-1]["events"], lines[-1]["not_recorded"]) == (
+        2,
+        3,
+        2,
+        3,
+    )
     assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", line["time"]) for line in lines)
     assert AUTH not in served.stderr
 
@@ -214,8 +223,67 @@ def test_ctrl_c_stops_it_cleanly_too(repo: Path) -> None:
     recorded_project(repo)
     with serving(repo, SECRETS) as served:
         assert served.stop(signal.SIGINT) == 0
-    assert "stopped: 0 notification requests" in served.stderr
+    assert "stopped: requests: 0 received," in served.stderr
     assert "Traceback" not in served.stderr
+
+
+@pytest.mark.slow
+def test_the_receiver_rides_out_a_database_restart_and_answers_503_while_it_is_down(
+    repo: Path, pg_cluster: Cluster, pg_dsn: str, pg_schema: str
+) -> None:
+    use_postgres(repo, pg_schema)
+    state = State.new(FLEET)
+    record_callback(state, "fleet-ops", "cb-logs", {}, {}, "Running")
+    backend = PostgresBackend(pg_dsn, FLEET, pg_schema)
+    backend.save(state, None)
+    right, wrong = {"Authorization": AUTH}, {"Authorization": "Basic guess"}
+
+    def send(action: str, headers: dict[str, str]) -> httpx.Response:
+        body = notification()
+        body["events"][0]["remoteActionId"] = action
+        return httpx.post(f"{served.url}/remote/webhook", json=body, headers=headers, timeout=30)
+
+    def health() -> httpx.Response:
+        return httpx.get(f"{served.url}/healthz", timeout=30)
+
+    with serving(repo, {**SECRETS, "STATE_DSN": pg_dsn}, "--log-format", "json") as served:
+        assert send("r-1", right).status_code == 200  # the receiver's connections are open now
+        assert send("r-1", wrong).status_code == 401
+        assert health().json() == {"status": "ok", "received": 1, "state": "ok"}
+        pg_cluster.kill()
+        pg_cluster.start()  # a restart between two notifications: the connections kept are dead
+        assert send("r-2", right).status_code == 200
+        assert send("r-2", wrong).status_code == 401
+        pg_cluster.kill()
+        try:
+            for headers in (right, wrong):  # recorded, or checked against the state: neither can be done now
+                down = send("r-3", headers)
+                assert down.status_code == 503, down.text
+                assert down.headers["Retry-After"] == "10"
+            unhealthy = wait_for(lambda: (answer := health()).status_code == 503 and answer, timeout=10)
+            assert unhealthy.json()["status"] == "unavailable"
+            assert "the state database 127.0.0.1:" in unhealthy.json()["state"]
+        finally:
+            pg_cluster.start()
+        assert send("r-3", right).status_code == 200  # the API's retry
+        wait_for(lambda: health().status_code == 200, timeout=10)
+        assert served.stop() == 0
+    assert sorted(event["remoteActionId"] for event in backend.read_events()) == ["r-1", "r-2", "r-3"]
+    backend.close()
+    lines = [json.loads(line) for line in served.stderr.splitlines()]  # a traceback would not parse
+    unavailable = [line for line in lines if line.get("status") == 503]
+    assert len(unavailable) == 2 and all(line["level"] == "error" for line in unavailable)
+    assert "could not record 1 events for callback fleet-ops: the state database" in unavailable[0]["message"]
+    assert "could not check the credentials of 1 events: the state database" in unavailable[1]["message"]
+    assert [line["status"] for line in lines if line.get("status")] == [200, 401, 200, 401, 503, 503, 200]
+    assert any(line["message"].startswith("the state backend cannot be reached: ") for line in lines)
+    assert any(line["message"] == "the state backend can be reached again" for line in lines)
+    assert lines[-1]["message"] == (
+        "stopped: requests: 7 received, 3 accepted, 2 refused (401), 0 malformed (400), 0 too large (413), "
+        "2 unavailable (503), 0 failed (500); events: 3 recorded, 4 not recorded (sent in requests refused, "
+        "unavailable or failed)"
+    )
+    assert pg_cluster.password not in served.stderr
 
 
 @contextmanager

@@ -32,6 +32,8 @@ def report_error(error: BaseException) -> None:
         warn(error.diagnostics)
     else:
         click.echo(f"Error: {error}", err=True)
+    for note in getattr(error, "__notes__", ()):  # what went wrong while stopping (a lock left behind)
+        click.echo(note, err=True)
 
 
 def warn(diagnostics: Iterable[Diagnostic]) -> None:

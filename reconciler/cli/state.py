@@ -80,10 +80,21 @@ def state_unlock(opts: Options, lock_id: str) -> int:
 @state.command("pull")
 @click.pass_obj
 def state_pull(opts: Options) -> int:
-    """Print the stored state as JSON (as a state file holds it): `state pull > state.json`."""
-    recorded = open_workspace(opts.config, os.environ).backend.load()
-    if recorded is None:
+    """Print the stored state as JSON (as a state file holds it): `state pull > state.json`. The outcomes the
+    receiver recorded since the last writer are folded in, as plan and status show them (nothing is written)."""
+    opened = open_workspace(opts.config, os.environ)
+    recorded = opened.load_state(pending=True)
+    if recorded is None or not recorded.serial:  # (serial 0: only the journal of a first run, never saved)
         raise StateError("there is no recorded state yet")
+    unfinished = len(opened.backend.read_journal())
+    if unfinished:
+        click.echo(
+            f"Warning: the journal of {opened.backend.name} holds {plural(unfinished, 'entry', 'entries')} of a "
+            "run in progress or one that did not finish: what it recorded is in the pulled state, not the calls "
+            "whose outcome is unknown. To move the state, let that run end (or run `reconciler refresh` after it "
+            "was killed) and pull again",
+            err=True,
+        )
     json.dump(recorded.to_dict(), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return 0

@@ -12,6 +12,8 @@ from reconciler.state.backend import LOCK_TTL, LockInfo, StateBackend
 
 class Lease:
     """Takes the lock on enter, renews it in the background, releases it on exit (errors and signals included).
+    A release that fails while an error is already on its way out does not replace that error: it is added to it
+    as a note (the lock then expires by itself).
 
     A run killed outright (SIGKILL) leaves the lock behind until it expires; on the same host the next writer
     sees that the holder's process is gone and takes it over at once. When another run takes the lock over
@@ -69,4 +71,14 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.backend.release_lock(self.info.id)
+        try:
+            self.backend.release_lock(self.info.id)
+        except (StateError, OSError) as problem:
+            if error is None:
+                raise
+            # what stopped the run is what its user needs to read (the release failed for the same reason,
+            # most likely): it goes on, told that the lock is left behind and until when
+            error.add_note(
+                f"Warning: the lock is left behind ({problem}): it expires {self.info.expires}, or "
+                f"`reconciler state unlock {self.id}` removes it"
+            )

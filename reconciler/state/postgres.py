@@ -1,7 +1,9 @@
 """The PostgreSQL backend: one database shared by CI runners, webhook receivers and the controller.
 
-Tables live in a schema of their own (`state.schema`, default `reconciler`), created and migrated by the tool
-on first use; a schema newer than this release knows is refused. Several fleets share one database: every row
+Tables live in a schema of their own (`state.schema`, default `reconciler`), created and migrated by the first
+writer (apply, refresh, import, state push, state rm, a receiver recording events); readers (plan, show, status,
+state pull and history) create nothing and find nothing recorded until then, so they may run with a role that
+can only read. A schema newer than this release knows is refused. Several fleets share one database: every row
 carries its fleet id. Designed from what users of Terraform's pg backend run into:
 
 - the state is append-only versions (fleet, serial, lineage, writer, time, body); a save inserts the next serial
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import selectors
 import threading
 import weakref
 from collections.abc import Hashable, Iterator, Sequence
@@ -34,6 +37,7 @@ from reconciler.clock import isotime, parse_time, utcnow
 from reconciler.errors import LockedError, LockLostError, StateError
 from reconciler.state.backend import LOCK_TTL, LockInfo, Version
 from reconciler.state.commit import GroupCommit
+from reconciler.state.dsn import INVALID_DSN, dsn_problem, masked, where
 from reconciler.state.model import State
 
 if TYPE_CHECKING:  # psycopg loads only for this backend
@@ -78,18 +82,6 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 
-def where(dsn: str) -> str:
-    """host:port/database of a DSN, for messages: never the password (nor the user)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(dsn)
-    except Exception:  # a malformed DSN: say so without repeating it
-        return "a database whose DSN cannot be read"
-    host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
-    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or 'postgres'}"
-
-
 def event_key(event: Any) -> str:
     """What makes two deliveries one notification: everything but when and how it was recorded."""
     if isinstance(event, dict):
@@ -99,6 +91,8 @@ def event_key(event: Any) -> str:
 
 class PostgresBackend:
     def __init__(self, dsn: str, fleet: str, schema: str = "reconciler") -> None:
+        if dsn_problem(dsn) is not None:  # never connected with, nor shown
+            raise StateError(INVALID_DSN)
         self.dsn = dsn
         self.fleet = fleet
         self.schema = schema
@@ -106,7 +100,7 @@ class PostgresBackend:
         self._connections: dict[str, psycopg.Connection[Any]] = {}
         self._guards: dict[str, threading.Lock] = {}
         self._setup = threading.Lock()
-        self._migrated = False
+        self._ready = False  # the tables are known to be there, at this version
         self._journal = GroupCommit(self._write_journal, f"the journal in {self.name}")
         self._read_seqs: list[int] = []  # the events the last read_events returned, by row
         # connections close when the backend is dropped or the process ends, whoever forgets to close it
@@ -120,21 +114,23 @@ class PostgresBackend:
 
     def _problem(self, error: Exception, doing: str) -> StateError:
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        password = _password(self.dsn)
-        if password:
-            text = text.replace(password, "***")
+        text = masked(text, self.dsn)
         return StateError(f"the state database {self.place} could not {doing}: {text}")
 
     @contextmanager
-    def _transaction(self, purpose: str, doing: str, *, one: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    def _transaction(
+        self, purpose: str, doing: str, *, one: bool = False, write: bool = True
+    ) -> Iterator[psycopg.Connection[Any]]:
         """A transaction on the connection kept for `purpose`, committed on success (`one`: the block runs a
-        single statement, atomic and committed by itself: one round trip instead of three). StateError (naming
+        single statement, atomic and committed by itself: one round trip instead of three). A writer's (`write`)
+        first one creates or upgrades the tables; a reader checks `_tables` first instead. StateError (naming
         the database, never the password) when the database cannot be reached or refuses."""
         import psycopg
 
         guard = self._guards.setdefault(purpose, threading.Lock())
         with guard:
-            self._migrate(purpose)
+            if write:
+                self._migrate(purpose)
             try:
                 connection = self._connection(purpose)
                 with nullcontext() if one else connection.transaction():
@@ -147,7 +143,10 @@ class PostgresBackend:
         import psycopg
 
         connection = self._connections.get(purpose)
-        if connection is None or connection.closed:
+        if connection is not None and (connection.closed or connection.broken or _hung_up(connection)):
+            self._drop(purpose)  # the server restarted or ended the session since: connect again, once
+            connection = None
+        if connection is None:
             connection = psycopg.connect(
                 self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="reconciler"
             )
@@ -171,43 +170,78 @@ class PostgresBackend:
         """Create or upgrade the tables once per process, on the connection `purpose` uses. The common case costs
         one query (the tables are there, at this version); otherwise concurrent first uses are serialised by a
         lock held for the transaction only (a transaction-level advisory lock is safe behind PgBouncer)."""
-        if self._migrated:
+        if self._ready:
             return
         import psycopg
 
         with self._setup:
-            if self._migrated:
+            if self._ready:
                 return
             try:
                 connection = self._connection(purpose)
-                try:
-                    with connection.transaction():
-                        row = connection.execute(
-                            self._sql("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
-                        ).fetchone()
-                    known = int(row[0]) if row else 0
-                except psycopg.errors.UndefinedTable:
-                    known = 0
-                if known != SCHEMA_VERSION:
+                if self._version(connection) != SCHEMA_VERSION:
                     with connection.transaction():
                         self._upgrade(connection)
             except psycopg.Error as error:
                 self._drop(purpose)
                 raise self._problem(error, "be opened") from None
-            self._migrated = True
+            self._ready = True
+
+    def _tables(self) -> bool:
+        """For a reader: True when the tables are there at this version, False when there are none yet (then
+        nothing is recorded). A reader never creates them: plan, show and status may run with a role that can
+        only read, on a database no writer used yet. One query per read until they are found."""
+        if self._ready:
+            return True
+        import psycopg
+
+        with self._guards.setdefault("state", threading.Lock()):
+            try:
+                known = self._version(self._connection("state"))
+            except psycopg.Error as error:
+                self._drop("state")
+                raise self._problem(error, "be opened") from None
+        if known > SCHEMA_VERSION:
+            raise self._newer(known)
+        if known and known < SCHEMA_VERSION:  # pragma: no cover - one version so far
+            raise StateError(
+                f"the state database {self.place} (schema {self.schema}) has tables of version {known}, older "
+                f"than this reconciler reads ({SCHEMA_VERSION}): the next writer (apply, refresh) upgrades them"
+            )
+        self._ready = known == SCHEMA_VERSION
+        return self._ready
+
+    def _version(self, connection: psycopg.Connection[Any]) -> int:
+        """The version of the tables in the schema; 0 when there are none (nor, maybe, the schema)."""
+        import psycopg
+
+        try:
+            with connection.transaction():
+                row = connection.execute(
+                    self._sql("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
+                ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0
+        return int(row[0]) if row else 0
+
+    def _newer(self, version: int) -> StateError:
+        return StateError(
+            f"the state database {self.place} (schema {self.schema}) has tables of version "
+            f"{version}, newer than this reconciler knows ({SCHEMA_VERSION}): upgrade reconciler"
+        )
 
     def _upgrade(self, connection: psycopg.Connection[Any]) -> None:
         lock = f"reconciler:{self.schema}"
         connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
-        connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
+        # CREATE SCHEMA needs CREATE on the database even when the schema exists: a schema made beforehand by an
+        # administrator is used as it is, by a role that may only create tables in it
+        if connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone() is None:
+            connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
         connection.execute(self._sql("CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text)"))
         row = connection.execute(self._sql("SELECT value FROM {s}.meta WHERE key = 'schema_version'")).fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
-            raise StateError(
-                f"the state database {self.place} (schema {self.schema}) has tables of version "
-                f"{version}, newer than this reconciler knows ({SCHEMA_VERSION}): upgrade reconciler"
-            )
+            raise self._newer(version)
         for step in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[step]:
                 connection.execute(self._sql(statement))
@@ -223,7 +257,9 @@ class PostgresBackend:
     # ---- state ----------------------------------------------------------------------------------------------
 
     def load(self) -> State | None:
-        with self._transaction("state", "read the state") as db:
+        if not self._tables():
+            return None
+        with self._transaction("state", "read the state", write=False) as db:
             row = db.execute(
                 self._sql("SELECT serial, body FROM {s}.states WHERE fleet = %s ORDER BY serial DESC LIMIT 1"),
                 (self.fleet,),
@@ -313,7 +349,9 @@ class PostgresBackend:
         return new_serial
 
     def history(self, limit: int = 20) -> list[Version]:
-        with self._transaction("state", "read the state's history") as db:
+        if not self._tables():
+            return []
+        with self._transaction("state", "read the state's history", write=False) as db:
             rows = db.execute(
                 self._sql(
                     "SELECT serial, lineage, saved_at, writer FROM {s}.states WHERE fleet = %s "
@@ -324,7 +362,9 @@ class PostgresBackend:
         return [Version(serial, lineage, isotime(saved), writer) for serial, lineage, saved, writer in rows]
 
     def signature(self) -> Hashable:
-        with self._transaction("state", "read the state") as db:
+        if not self._tables():
+            return (None, None, 0)  # what tables with nothing recorded give: their creation changes nothing
+        with self._transaction("state", "read the state", write=False) as db:
             row = db.execute(
                 self._sql(
                     "SELECT (SELECT max(serial) FROM {s}.states WHERE fleet = %s), "
@@ -338,7 +378,9 @@ class PostgresBackend:
     # ---- lock -----------------------------------------------------------------------------------------------
 
     def current_lock(self) -> LockInfo | None:
-        with self._transaction("state", "read the lock") as db:
+        if not self._tables():
+            return None
+        with self._transaction("state", "read the lock", write=False) as db:
             row = db.execute(
                 self._sql("SELECT id, holder, host, pid, command, started, expires FROM {s}.locks WHERE fleet = %s"),
                 (self.fleet,),
@@ -428,7 +470,9 @@ class PostgresBackend:
             )
 
     def read_journal(self) -> list[dict[str, Any]]:
-        with self._transaction("state", "read the journal") as db:
+        if not self._tables():
+            return []
+        with self._transaction("state", "read the journal", write=False) as db:
             rows = db.execute(
                 self._sql("SELECT seq, entry FROM {s}.journal WHERE fleet = %s ORDER BY seq"), (self.fleet,)
             ).fetchall()
@@ -469,7 +513,10 @@ class PostgresBackend:
             )
 
     def read_events(self) -> list[Any]:
-        with self._transaction("state", "read events") as db:
+        if not self._tables():
+            self._read_seqs = []
+            return []
+        with self._transaction("state", "read events", write=False) as db:
             rows = db.execute(
                 self._sql("SELECT seq, entry FROM {s}.events WHERE fleet = %s ORDER BY seq"), (self.fleet,)
             ).fetchall()
@@ -497,6 +544,19 @@ class PostgresBackend:
         self._read_seqs = self._read_seqs[count:]
 
 
+def _hung_up(connection: psycopg.Connection[Any]) -> bool:
+    """True when the server spoke on a connection kept idle between two transactions: it only does so to say
+    goodbye (it restarted, or ended the session) before closing it. Asked of the socket, with no round trip, so
+    the first request after a database restart gets a fresh connection instead of an error."""
+    try:
+        descriptor = connection.fileno()
+    except Exception:  # no socket any more
+        return True
+    with selectors.DefaultSelector() as selector:
+        selector.register(descriptor, selectors.EVENT_READ)
+        return bool(selector.select(0))
+
+
 def _close_all(connections: dict[str, psycopg.Connection[Any]]) -> None:
     for purpose in list(connections):
         connections.pop(purpose).close()
@@ -518,16 +578,6 @@ def _lock(row: Sequence[Any]) -> LockInfo:
 
 def _when(moment: Any) -> str:
     return isotime(moment if isinstance(moment, datetime) else datetime.now(UTC))
-
-
-def _password(dsn: str) -> str | None:
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        value = conninfo_to_dict(dsn).get("password")
-    except Exception:
-        return None
-    return str(value) if value else None
 
 
 def _restore_hint() -> str:

@@ -6,6 +6,10 @@ Nothing slow runs on the event loop: events are written by a group-committing th
 are parsed in a worker thread, and the callbacks' credentials are reloaded in a worker thread, only when the
 state or the journal changed since they were loaded and at most once per `reload_interval`, however many
 requests name a callback it does not know.
+
+When the state backend cannot be reached (a database down), a notification is answered 503 with Retry-After, so
+the API sends it again, and logged on one line; /healthz says so too (503), from a check made at most once a
+second whatever the number of probes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.clock import isotime, utcnow
+from reconciler.errors import ReconcilerError, StateError
 from reconciler.state.backend import StateBackend
 from reconciler.webhook.envelope import EnvelopeError, parse_events
 from reconciler.webhook.log import log
@@ -35,6 +40,8 @@ from reconciler.webhook.writer import EventWriter
 
 MAX_BODY = 1_000_000
 RELOAD_INTERVAL = 1.0  # seconds between two reloads of the credentials, at least
+HEALTH_INTERVAL = 1.0  # seconds between two checks of the state backend for /healthz, at least
+RETRY_AFTER = 10  # seconds the API is asked to wait before sending again while the state cannot be written
 PARSE_INLINE = 64 * 1024  # bodies larger than this are parsed in a worker thread
 
 Expected = list[tuple[str, str, str]]  # (kind, key, value) a notification must carry
@@ -67,11 +74,16 @@ class Receiver:
     loaded_signature: Hashable = None
     reloaded_at: float = -math.inf  # when the last reload started (the first one may start at once)
     reloads: int = 0
-    received: int = 0
+    received: int = 0  # events recorded (accepted requests)
+    not_recorded: int = 0  # events of well-formed requests refused or not recorded (401, 503, 500)
     unknown_callback: int = 0
     answers: Counter[int] = field(default_factory=Counter)
     writer: EventWriter | None = None
+    health_interval: float = HEALTH_INTERVAL
+    health_checked: float = -math.inf  # when the state backend was last checked for /healthz
+    backend_problem: str | None = None  # why the state backend could not be reached at that check
     _reloading: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    _checking: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.writer is None:
@@ -97,9 +109,12 @@ class Receiver:
         """Reload the credentials when the state or journal changed since they were loaded (a callback the
         running apply created, or new credentials it set), at most once per `reload_interval`: requests arriving
         meanwhile wait for that one reload. False when nothing changed (nothing was reloaded)."""
-        if self._reloading is None:
-            if self.loaded_signature is not None and self.signature() == self.loaded_signature:
+        if self._reloading is None and self.loaded_signature is not None:
+            # off the loop: the signature of a state in PostgreSQL is a round trip, and the database may be down
+            current = await run_in_threadpool(self.signature)
+            if self._reloading is None and current == self.loaded_signature:  # (a reload may have run meanwhile)
                 return False
+        if self._reloading is None:
             delay = max(0.0, self.reloaded_at + self.reload_interval - time.monotonic())
             self._reloading = asyncio.ensure_future(self._reload(delay))
         await asyncio.shield(self._reloading)
@@ -110,7 +125,7 @@ class Receiver:
             if delay:
                 await asyncio.sleep(delay)
             self.reloaded_at = time.monotonic()
-            signature = self.signature()  # before loading: a change made meanwhile is seen next time
+            signature = await run_in_threadpool(self.signature)  # before loading: a later change is seen next time
             try:
                 loaded = await run_in_threadpool(self.load_credentials)
             except Exception as error:  # keep serving the callbacks already known
@@ -124,6 +139,32 @@ class Receiver:
         finally:
             self._reloading = None
 
+    async def reachable(self) -> str | None:
+        """Why the state backend cannot be reached (None: it can), as last checked: at most once per
+        `health_interval`, off the loop, however often /healthz is asked. A change either way is logged once."""
+        if self._checking is None and time.monotonic() - self.health_checked >= self.health_interval:
+            self._checking = asyncio.ensure_future(self._check_backend())
+        if self._checking is not None:
+            await asyncio.shield(self._checking)
+        return self.backend_problem
+
+    async def _check_backend(self) -> None:
+        try:
+            try:
+                await run_in_threadpool(self.backend.signature)
+            except (ReconcilerError, OSError) as error:
+                problem: str | None = one_line(error)
+            else:
+                problem = None
+            if problem is not None and self.backend_problem is None:
+                log(logging.ERROR, f"the state backend cannot be reached: {problem}", reason=problem)
+            elif problem is None and self.backend_problem is not None:
+                log(logging.INFO, "the state backend can be reached again")
+            self.backend_problem = problem
+            self.health_checked = time.monotonic()
+        finally:
+            self._checking = None
+
     async def record(self, records: list[dict[str, Any]]) -> None:
         assert self.writer is not None
         await self.writer.write(records)
@@ -134,11 +175,14 @@ class Receiver:
             self.writer.close()
 
     def summary(self) -> str:
+        """Requests by answer, then events by fate: the two are counted apart (one request carries many)."""
         answers = self.answers
+        failed = sum(count for status, count in answers.items() if status >= 500 and status != 503)
         return (
-            f"stopped: {sum(answers.values())} notification requests, {self.received} events accepted; "
-            f"{answers[200]} accepted, {answers[401]} refused (401), {answers[400]} malformed (400), "
-            f"{answers[413]} too large (413), {sum(n for status, n in answers.items() if status >= 500)} failed (5xx)"
+            f"stopped: requests: {sum(answers.values())} received, {answers[200]} accepted, {answers[401]} refused "
+            f"(401), {answers[400]} malformed (400), {answers[413]} too large (413), {answers[503]} unavailable "
+            f"(503), {failed} failed (500); events: {self.received} recorded, {self.not_recorded} not recorded "
+            "(sent in requests refused, unavailable or failed)"
         )
 
 
@@ -159,8 +203,20 @@ def _shown(text: str, limit: int = 64) -> str:
     return repr(text[:limit] + ("..." if len(text) > limit else ""))
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message on one log line (every diagnostic it carries, joined)."""
+    return "; ".join(str(error).splitlines()) or type(error).__name__
+
+
 def _problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"code": status * 100 + 1, "message": message, "debug": None}, status_code=status)
+
+
+def _unavailable(message: str) -> JSONResponse:
+    """503: the API sends the notification again later (its retry policy covers any status but 2xx)."""
+    answer = _problem(503, message)
+    answer.headers["Retry-After"] = str(RETRY_AFTER)
+    return answer
 
 
 def parse_envelope(body: Any) -> tuple[str, list[dict[str, Any]]] | str:
@@ -210,25 +266,44 @@ def create_app(receiver: Receiver) -> Starlette:
             return _problem(400, parsed)
         callback_id, events = parsed
         name, refused = receiver.check(request, callback_id)
-        if refused and await receiver.refreshed():
-            name, refused = receiver.check(request, callback_id)
+        try:
+            if refused and await receiver.refreshed():
+                name, refused = receiver.check(request, callback_id)
+        except (ReconcilerError, OSError) as error:  # the state (its callbacks) cannot be read now: later
+            reason = one_line(error)
+            receiver.not_recorded += len(events)
+            answer(503, request, f"could not check the credentials of {len(events)} events: {reason}", reason=reason)
+            return _unavailable("the callbacks' credentials cannot be checked now; send the events again later")
         if refused:
             receiver.unknown_callback += refused.startswith("unknown")
+            receiver.not_recorded += len(events)
             answer(401, request, f"refused {len(events)} events: {refused}", reason=refused)
             return _problem(401, "unknown callback or wrong credentials")
         stamp = isotime(utcnow())
         records = [{**event, "callback": name, "received_at": stamp} for event in events]
         try:
             await receiver.record(records)  # durable (fsync) before the 2xx
+        except StateError as error:  # the state backend cannot be reached (a database down): later
+            reason = one_line(error)
+            receiver.not_recorded += len(records)
+            message = f"could not record {len(records)} events for callback {name}: {reason}"
+            answer(503, request, message, callback=name, reason=reason)
+            return _unavailable("the events cannot be recorded now; send them again later")
         except Exception as error:
-            answer(500, request, f"could not record {len(records)} events for callback {name}: {error}", callback=name)
+            reason = one_line(error)
+            receiver.not_recorded += len(records)
+            answer(500, request, f"could not record {len(records)} events for callback {name}: {reason}", callback=name)
             return _problem(500, "the events could not be recorded; send them again")
         receiver.received += len(records)
         answer(200, request, f"accepted {len(records)} events for callback {name}", callback=name, events=len(records))
         return JSONResponse({"received": len(records)}, status_code=200)
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "received": receiver.received})
+        problem = await receiver.reachable()
+        if problem is not None:  # nothing could be recorded: a load balancer sends notifications elsewhere
+            body = {"status": "unavailable", "received": receiver.received, "state": problem}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ok", "received": receiver.received, "state": "ok"})
 
     return Starlette(
         routes=[

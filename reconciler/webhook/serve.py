@@ -117,7 +117,8 @@ def serve(
                 made.close()
                 sock.close()
                 counts = {f"http_{status}": count for status, count in sorted(made.answers.items())}
-                log(logging.INFO, made.summary(), wait=True, events=made.received, **counts)
+                recorded = {"events": made.received, "not_recorded": made.not_recorded}
+                log(logging.INFO, made.summary(), wait=True, **recorded, **counts)
                 if lines.dropped:
                     message = f"{lines.dropped} log lines were dropped: the log stream did not keep up"
                     log(logging.WARNING, message, wait=True, dropped=lines.dropped)
