@@ -358,7 +358,14 @@ def apply_changes(
             lease=lease,
             fingerprint_key=options.fingerprint_key,
         )
-        run.report = applier.run()
+        try:
+            run.report = applier.run()
+        except StateError as error:  # the state could not be saved (its database went away, say)
+            done = sum(1 for result in applier.report.results if result.ok)
+            raise StateError(
+                f"{error}. {plural(done, 'call')} had been made by then: each was journalled before it was sent, "
+                "and the next apply finds any whose result was not recorded on the API by its label"
+            ) from error
         if wait is not None and not stop.is_set():
             applier.wait_for_outcomes(wait)
             run.waited = True

@@ -263,6 +263,8 @@ def test_losing_the_database_during_apply_sends_nothing_unjournalled_and_the_nex
         failure = [line for line in err.splitlines() if line.startswith("Error: ")]
         assert len(failure) == 1 and "release the lock" not in failure[0], err
         assert re.search(r"could not (save the state|write the journal)", failure[0]), err
+        # and what had been done by then, and what becomes of it
+        assert re.search(r"\d+ calls? had been made by then: each was journalled before it was sent", failure[0]), err
         assert re.search(r"^Warning: the lock is left behind \(.*\): it expires .*`reconciler state unlock ", err, re.M)
         posted = {remote["label"] for remote in box.inspect("remotes")["remotes"]}
         backend = PostgresBackend(pg_dsn, EXAMPLES_FLEET, pg_schema)
