@@ -200,12 +200,10 @@ def warm(root: Path, env: dict[str, str], runs: int) -> float:
 
 
 def plan_part(cluster: Cluster, vehicles: int, runs: int) -> None:
-    from tests.perf.bench_plan import converged_state
-    from tests.perf.fleetgen import write_fleet
+    from tests.perf.bench_plan import scenario
 
     with tempfile.TemporaryDirectory() as folder:
-        root = write_fleet(Path(folder), vehicles)
-        converged_state(root)
+        root = scenario(Path(folder), "drifted", vehicles)
         env = {**os.environ, "WEBHOOK_AUTH": "Basic bench", "PYTHONPATH": str(REPO)}
         command = [sys.executable, "-m", "reconciler", "plan"]
         on_file = timed(command, root, env, runs)
