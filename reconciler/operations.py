@@ -362,7 +362,7 @@ def apply_changes(
             run.report = applier.run()
         except StateError as error:  # the state could not be saved (its database went away, say)
             done = sum(1 for result in applier.report.results if result.ok)
-            raise StateError(
+            raise type(error)(  # the same kind, and exit code: a lock taken over stays exit 5
                 f"{error}. {plural(done, 'call')} had been made by then: each was journalled before it was sent, "
                 "and the next apply finds any whose result was not recorded on the API by its label"
             ) from error
