@@ -1,11 +1,17 @@
-"""A sandbox and an in-process webhook receiver for the repo's state, to follow notifications end to end."""
+"""A sandbox and a webhook receiver for the repo's state (in this process, or `webhook serve` as a process of its
+own), to follow notifications end to end."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +56,45 @@ def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
     return value
+
+
+def clean_environment(extra: dict[str, str]) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "FLEET_API_", "WEBHOOK_"))}
+    return {**environ, **extra}
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    url: str
+    stdout: str = ""
+    stderr: str = ""
+
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> int:
+        """SIGTERM, as a service manager stops it (or Ctrl-C's SIGINT); the exit code, with its output collected."""
+        if self.process.poll() is None:
+            self.process.send_signal(how)
+        out, err = self.process.communicate(timeout=30)
+        self.stdout += out
+        self.stderr += err
+        return self.process.returncode
+
+
+@contextmanager
+def serving(repo: Path, env: dict[str, str], *options: str) -> Iterator[Served]:
+    command = [sys.executable, "-m", "reconciler", "webhook", "serve", "--listen", "127.0.0.1:0", *options]
+    process = subprocess.Popen(
+        command, cwd=repo, env=clean_environment(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    found = re.match(r"Receiving notifications on (http://127\.0\.0\.1:\d+)/ ", banner)
+    if found is None:
+        _, err = process.communicate(timeout=30)
+        raise AssertionError(f"webhook serve did not start: {banner!r} {err!r}")
+    served = Served(process, found.group(1), banner)
+    try:
+        yield served
+    finally:
+        if process.poll() is None:
+            served.stop()
