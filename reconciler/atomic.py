@@ -1,4 +1,5 @@
-"""Durable file writes: a reader sees the old file or the whole new one, and what is written survives a crash.
+"""Durable file writes: a reader sees the old file or the whole new one, and what is written survives a crash;
+and the one reader of the JSON files those writes make (plan files, pushed states).
 
 Every file reconciler writes (state, lock, plan files, written manifests) goes through these: the bytes to a
 temporary file beside the target (same file system, so the rename is atomic), fsync, rename, fsync of the
@@ -8,9 +9,11 @@ folder. Temporary names start with a dot and end in `.tmp`, so a writer can reco
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 
 def temporary(path: Path) -> Path:
@@ -46,3 +49,14 @@ def write_atomic(path: Path, payload: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def read_json_file(path: Path, kind: str, error: type[Exception]) -> Any:
+    """The JSON value in `path`, a reconciler `kind` ("plan file"); `error` naming the file when it is missing,
+    unreadable, not UTF-8, not JSON or nested too deep, never a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: no such {kind}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as problem:
+        raise error(f"{path} is not a reconciler {kind} ({str(problem)[:200]})") from None

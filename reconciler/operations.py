@@ -1,10 +1,12 @@
 """The operations commands run (plan, apply, refresh, import, dump) on a workspace: a config repo's settings,
 fleet and state backend opened together. The layer between the command line and the core, like octoDNS's
-Manager: it loads, locks, calls the core and the API client, and saves; it prints nothing."""
+Manager: it loads, locks, calls the core and the API client, and saves; it prints nothing.
+
+Longer than most modules, on purpose: every use case opens, locks and saves the state the same way, and one
+module keeps that sequence in one place (commands differ only in the core function they call between)."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -12,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.atomic import read_json_file
 from reconciler.clock import isotime, utcnow
 from reconciler.config import Settings, load_settings
 from reconciler.diagnostics import Diagnostic
@@ -447,13 +450,7 @@ def push_state(workspace: Workspace, path: Path, *, force: bool = False) -> tupl
     a lower serial than the stored state, or the same serial with other content, unless `force`; a state of
     another fleet is always refused. (new serial, whether anything was written). This is how a state moves
     between backends: `state pull > state.json` on one, `state push state.json` on the other."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StateError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise StateError(f"{path} is not a reconciler state file ({str(error)[:200]})") from None
-    pushed = State.from_dict(data, str(path))
+    pushed = State.from_dict(read_json_file(path, "state file", StateError), str(path))
     if pushed.fleet != workspace.fleet:
         raise StateError(f"{path} is the state of fleet {pushed.fleet}, not {workspace.fleet}; nothing pushed")
     with Lease(workspace.backend, "state push") as lease:

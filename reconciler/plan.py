@@ -3,6 +3,10 @@
 Its canonical dict (`to_dict`) is what renderers read and what a plan file holds; the sha256 of that dict's
 canonical JSON identifies the plan. Nothing in a Plan is secret: sensitive values are masked before they get
 here, and changes to them show only as `(sensitive, changed)`.
+
+Longer than most modules, on purpose: a plan's types, their canonical dict and the reading of it back (plan
+files are read by `apply PLAN` and `show`) must change together, and each type's `to_dict` and `from_dict`
+stand side by side so a field cannot be written without being read.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, NamedTuple
 
 from reconciler.address import Address
 from reconciler.api import wire
-from reconciler.atomic import write_atomic
+from reconciler.atomic import read_json_file, write_atomic
 from reconciler.errors import GuardError, PlanError
 from reconciler.model import Program
 from reconciler.words import plural
@@ -645,13 +649,7 @@ def write_plan_file(plan: Plan, path: Path) -> None:
 
 def read_plan_file(path: Path) -> Plan:
     """A plan saved by `write_plan_file`; PlanError when there is none, or it is not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"{path}: no such plan file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise PlanError(f"{path} is not a reconciler plan file ({str(error)[:200]})") from error
-    return Plan.from_dict(data, str(path))
+    return Plan.from_dict(read_json_file(path, "plan file", PlanError), str(path))
 
 
 def canonical_json(data: Any) -> str:

@@ -18,6 +18,9 @@ carries its fleet id. Designed from what users of Terraform's pg backend run int
 
 Each kind of work (state and lock, journal, lock renewal, events) has a connection of its own, so a long save
 does not hold up a renewal. Messages name host, port and database, never the DSN's password.
+
+Longer than most modules, on purpose: the backend is one protocol (state/backend.py) over one schema, and its
+transactions, migrations and connection handling are read together when that schema changes.
 """
 
 from __future__ import annotations
