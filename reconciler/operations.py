@@ -377,9 +377,7 @@ def apply_changes(
         return run
 
 
-def saved_plan(
-    workspace: Workspace, path: Path, desired: Desired, state: State, say: Callable[[str], None]
-) -> Plan:
+def saved_plan(workspace: Workspace, path: Path, desired: Desired, state: State, say: Callable[[str], None]) -> Plan:
     """The plan saved in `path`, if it may still be applied. The state moving on since it was made (a receiver
     recording outcomes, a refresh) does not make it stale by itself: when a plan made now, with the same
     options, holds exactly the same changes, that plan is applied. StateError otherwise, saying what moved."""

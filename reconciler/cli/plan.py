@@ -13,12 +13,13 @@ from reconciler.cli.common import Options, colour, json_errors, selection_option
 from reconciler.errors import ExitCode
 from reconciler.operations import open_workspace, plan_changes
 from reconciler.plan import read_plan_file, write_plan_file
+from reconciler.render.gitlab import render_gitlab
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
 from reconciler.render.state import render_state, render_state_json, render_state_markdown
 from reconciler.render.text import render_text
 
-PLAN_FORMATS = ("text", "markdown", "json")
+PLAN_FORMATS = ("text", "markdown", "json", "gitlab")
 
 
 def render_plan(data: dict[str, Any], fmt: str, code: ExitCode, allowed: tuple[str, ...] = ()) -> None:
@@ -28,6 +29,8 @@ def render_plan(data: dict[str, Any], fmt: str, code: ExitCode, allowed: tuple[s
         render_json(data, sys.stdout, result=code.result)
     elif fmt == "markdown":
         render_markdown(data, sys.stdout)
+    elif fmt == "gitlab":
+        render_gitlab(data, sys.stdout)
     else:
         render_text(data, sys.stdout, colour=colour(sys.stdout), allowed=allowed)
 
@@ -78,6 +81,8 @@ def show(opts: Options, plan_file: Path | None, show_state: bool, fmt: str) -> i
         saved = read_plan_file(plan_file)
         render_plan(saved.to_dict(), fmt, ExitCode.OK)
         return 0
+    if fmt == "gitlab":
+        raise click.UsageError("--format gitlab reports a plan's changes; show --state takes text, markdown or json")
     opened = open_workspace(opts.config, os.environ)
     # outcomes the receiver recorded and journal entries are folded in memory, as plan and status see them
     state = opened.load_state(pending=True)
