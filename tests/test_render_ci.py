@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from typing import Any
+
+import pytest
 
 from reconciler.plan import Action, ChangeGroup, Plan, SlotChange, SlotView
 from reconciler.render.counts import Counts, callback_counts, change_counts, slot_counts
 from reconciler.render.gitlab import render_gitlab
+from reconciler.render.markdown import render_markdown
 from reconciler.state.model import SlotKind, SlotRecord
 from reconciler.vin import make_vin
+from tests.bigplans import scattered_plan
 from tests.planning import VIN_A, VIN_B, VIN_C, action, callback, desired, plan, program, state
 
 OLD = program(1, "PT7H30M")
@@ -65,6 +71,9 @@ def test_counts_follow_each_action_of_callbacks_and_slots() -> None:
     # retries (a retried deletion too) and takeovers are updates
     assert slot_counts(result) == Counts(create=1, update=4, delete=1)
     assert change_counts(result) == Counts(create=2, update=7, delete=2)
+    # the comment's table counts the same way
+    table = markdown(result)
+    assert "| callbacks | 1 | 3 | 1 |\n| slots | 1 | 4 | 1 |\n" in table
 
 
 def test_slot_counts_multiply_by_the_vehicles_of_each_group() -> None:
@@ -101,3 +110,80 @@ def test_gitlab_report_is_exactly_the_widget_document() -> None:
     nothing = io.StringIO()
     render_gitlab(plan(desired({VIN_A: [OLD]}), state({VIN_A: {1: SlotRecord(OLD, "cb", None)}})).to_dict(), nothing)
     assert nothing.getvalue() == '{"create": 0, "update": 0, "delete": 0}\n'
+
+
+def markdown(document: dict[str, Any], **kwargs: Any) -> str:
+    out = io.StringIO()
+    render_markdown(document, out, **kwargs)
+    return out.getvalue()
+
+
+def test_markdown_starts_with_the_marker_and_puts_the_summary_above_the_sections() -> None:
+    recorded = state({VIN_A: {1: SlotRecord(OLD, "cb", "a1", SlotKind.SET, "s")}}, {"a1": action(VIN_A, "Success")})
+    text = markdown(plan(desired({VIN_A: [program(1, "PT6H")]}), recorded).to_dict())
+    lines = text.splitlines()
+    assert lines[0] == "<!-- reconciler-plan fleet=fleet-1 -->"
+    summary = lines.index(
+        "**Plan: 0 callbacks to create, 0 to update, 0 to delete; 1 vehicle to update (1 slot set, 0 deleted) "
+        "in 1 call.**"
+    )
+    assert (
+        summary < lines.index("| slots | 0 | 1 | 0 |") < min(i for i, line in enumerate(lines) if "<details>" in line)
+    )
+
+
+@pytest.mark.parametrize("fleet", ["fleet --> <b>x</b>", "a\nb", "--!>", "ünï"])
+def test_no_fleet_id_ends_the_marker_early(fleet: str) -> None:
+    text = markdown(Plan(fleet, None, None, "sha256:m").to_dict())
+    first = text.split("\n", 1)[0]
+    assert first.startswith("<!-- reconciler-plan fleet=") and first.endswith(" -->")
+    inside = first.removeprefix("<!--").removesuffix("-->")
+    assert "-->" not in inside and "--!>" not in inside and ">" not in inside
+
+
+def test_a_fleet_of_thousands_of_distinct_changes_stays_under_githubs_comment_limit() -> None:
+    document = scattered_plan(100_000, 5_000).to_dict()
+    text = markdown(document)
+    assert len(text) < 65_536 - 5_000  # room left for what a pipeline adds around the comment
+    shown = text.count("<details>")
+    assert 5 < shown < 5_000
+    cut = re.search(
+        r"\n_([\d,]+) more sections are not shown, to stay under the comment size limit: ([\d,]+) vehicle groups "
+        r"\(([\d,]+) vehicles\)\. The whole plan is in `reconciler plan --format json`, and in the plan file "
+        r"`plan --out` saves \(keep it as the pipeline's artifact\)\._\n",
+        text,
+    )
+    assert cut is not None
+    sections, groups, vehicles = (int(n.replace(",", "")) for n in cut.groups())
+    assert sections == groups == 5_000 - shown
+    assert vehicles == sum(group["vehicles"] for group in document["groups"][shown:]) == 100_000 - 20 * shown
+    assert text.endswith(f"\n<sub>plan {document['digest']}</sub>\n")
+
+
+def test_a_cut_names_the_callback_changes_it_leaves_out() -> None:
+    recorded = state(callbacks=[callback("cb")])
+    want = desired({VIN_A: [program(1)]}, callbacks=[callback("cb"), *(callback(f"new-{n}") for n in range(5))])
+    text = markdown(plan(want, recorded).to_dict(), limit=1_800)
+    assert len(text) <= 1_800
+    assert re.search(
+        r"_\d more sections are not shown, to stay under the comment size limit: \d callback changes "
+        r"and 1 vehicle group \(1 vehicle\)\.",
+        text,
+    )
+
+
+def test_the_limit_can_count_bytes() -> None:
+    document = scattered_plan(2_000, 400, fleet="flotte-é").to_dict()
+    text = markdown(document, limit=20_000, measure=lambda s: len(s.encode()), where="step summary")
+    assert len(text.encode()) <= 20_000 < len(markdown(document, limit=10**6).encode())
+    assert "to stay under the step summary size limit" in text
+
+
+def test_notes_do_not_push_the_plan_past_the_limit() -> None:
+    guards = [
+        {"name": f"g{n}", "limit": "1", "count": 2, "total": 2, "maximum": 1, "exceeded": True} for n in range(2_000)
+    ]
+    document = {**Plan("fleet-1", None, None, "sha256:m").to_dict(), "guards": guards}
+    text = markdown(document, limit=8_000)
+    assert len(text) <= 8_000
+    assert re.search(r"> - [\d,]+ more notes: `--format json` has every one\.", text)
