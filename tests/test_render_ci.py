@@ -1,4 +1,5 @@
-"""What CI systems read from a plan: the counts behind GitLab's merge-request widget and GitHub's step outputs."""
+"""What CI systems read from a plan: the counts behind GitLab's merge-request widget and GitHub's step outputs,
+the pull-request comment, and the step summaries of plan and apply."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from reconciler.plan import Action, ChangeGroup, Plan, SlotChange, SlotView
+from reconciler.errors import ExitCode
+from reconciler.plan import Action, ChangeGroup, Limit, Plan, SlotChange, SlotView
 from reconciler.render.counts import Counts, callback_counts, change_counts, slot_counts
+from reconciler.render.github import apply_summary, output_text, plan_outputs, plan_summary, size
 from reconciler.render.gitlab import render_gitlab
 from reconciler.render.markdown import render_markdown
 from reconciler.state.model import SlotKind, SlotRecord
@@ -187,3 +190,103 @@ def test_notes_do_not_push_the_plan_past_the_limit() -> None:
     text = markdown(document, limit=8_000)
     assert len(text) <= 8_000
     assert re.search(r"> - [\d,]+ more notes: `--format json` has every one\.", text)
+
+
+def read_outputs(text: str) -> dict[str, str]:
+    """Step outputs read back as GitHub's runner reads the file: `name=value`, or `name<<DELIMITER` lines."""
+    values: dict[str, str] = {}
+    lines = iter(text.split("\n"))
+    for line in lines:
+        if not line:
+            continue
+        equals, heredoc = line.find("="), line.find("<<")
+        if heredoc >= 0 and (equals < 0 or heredoc < equals):
+            name, delimiter = line.split("<<", 1)
+            body = []
+            for inner in lines:
+                if inner == delimiter:
+                    break
+                body.append(inner)
+            else:
+                raise AssertionError(f"no closing delimiter for {name}")
+            values[name] = "\n".join(body)
+        else:
+            name, value = line.split("=", 1)
+            values[name] = value
+    return values
+
+
+def test_step_outputs_of_a_plan() -> None:
+    recorded = state(
+        {VIN_A: {1: SlotRecord(OLD, "cb", "a1", SlotKind.SET, "s")}},
+        {"a1": action(VIN_A, "Success")},
+        callbacks=[callback("cb"), callback("gone")],
+    )
+    want = desired({VIN_A: [program(1, "PT6H"), program(2)], VIN_B: [program(1)]})
+    document = plan(want, recorded).to_dict()
+    text = output_text(plan_outputs(document))
+    assert text == (f"changes=true\ncreate=2\nupdate=1\ndelete=1\nplan-digest={document['digest']}\n")
+    same = plan(desired({VIN_A: [OLD]}), state({VIN_A: {1: SlotRecord(OLD, "cb", None)}})).to_dict()
+    assert read_outputs(output_text(plan_outputs(same))) == {
+        "changes": "false",
+        "create": "0",
+        "update": "0",
+        "delete": "0",
+        "plan-digest": same["digest"],
+    }
+
+
+def test_a_multi_line_value_cannot_set_another_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"note": "first\nchanges=false\nghadelimiter_1", "changes": "true"}
+    # the first delimiter drawn is in the value: another is drawn
+    drawn = iter(["1", "2"])
+    monkeypatch.setattr("reconciler.render.github.uuid.uuid4", lambda: next(drawn))
+    text = output_text(values)
+    assert text == "note<<ghadelimiter_2\nfirst\nchanges=false\nghadelimiter_1\nghadelimiter_2\nchanges=true\n"
+    assert read_outputs(text) == values
+    with pytest.raises(ValueError, match="not a step output name"):
+        output_text({"a=b": "1"})
+
+
+def test_plan_summary_stays_within_its_budget_in_bytes() -> None:
+    document = scattered_plan(2_000, 400, fleet="flotte-é").to_dict()
+    text = plan_summary(document, 30_000)
+    assert size(text) <= 30_000
+    assert "to stay under the step summary size limit" in text
+    assert text.startswith("<!-- reconciler-plan fleet=flotte-%C3%A9 -->\n")
+
+
+def test_apply_summary_shows_the_result_then_the_plan_within_the_budget() -> None:
+    document = scattered_plan(2_000, 400).to_dict()
+    result = "Apply: 4 calls done, 1 failed, 0 skipped in 1.0 s.\n  failed (x): 1, e.g. a ``` b: c\n"
+    text = apply_summary(document["fleet"], document, result, ExitCode.PARTIAL, 40_000)
+    assert size(text) <= 40_000
+    assert text.startswith(
+        f"### reconciler apply to fleet `{document['fleet']}`\n\nResult: **partial** (exit 3)\n\n````text\n{result}````\n"
+    )
+    assert text.index("Result:") < text.index("<!-- reconciler-plan") < text.index("<details>")
+    # too little room for the plan: the result alone, saying the plan is left out
+    small = apply_summary(document["fleet"], document, result, ExitCode.PARTIAL, 1_000)
+    assert size(small) <= 1_000 and "<details>" not in small
+    assert small.endswith("_The plan is not shown, to stay under the step summary size limit._\n")
+    # a long result is cut at a line
+    long = "".join(f"  failed (cause {n}): 1, e.g. call {n}\n" for n in range(10_000))
+    cut = apply_summary(None, None, long, ExitCode.PARTIAL, 50_000)
+    assert size(cut) <= 50_000
+    assert cut.startswith("### reconciler apply\n\nResult: **partial** (exit 3)\n\n```text\n  failed (cause 0)")
+    assert "\n... (cut: the whole result is in the job's log)\n```\n" in cut
+
+
+def test_apply_summary_of_an_allowed_guard_says_allowed() -> None:
+    recorded = state(
+        {vin: {1: SlotRecord(OLD, "cb", "a1", SlotKind.SET, "s")} for vin in (VIN_A, VIN_B)},
+        {"a1": action(VIN_A, "Success")},
+    )
+    want = desired({VIN_A: [program(1, "PT6H")], VIN_B: [program(1, "PT6H")]})
+    document = plan(want, recorded, guards={"max_changed_vehicles": Limit.parse("1")}).to_dict()
+    refused = apply_summary("fleet-1", document, "Error: blocked\n", ExitCode.GUARD, 100_000)
+    assert "apply will refuse without --allow max_changed_vehicles" in refused
+    allowed = apply_summary(
+        "fleet-1", document, "Apply: ...\n", ExitCode.OK, 100_000, allowed=("max_changed_vehicles",)
+    )
+    assert "allowed by --allow max_changed_vehicles" in allowed

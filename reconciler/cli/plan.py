@@ -9,10 +9,12 @@ from typing import Any
 
 import click
 
+from reconciler.cli import github
 from reconciler.cli.common import Options, colour, json_errors, selection_options, warn
 from reconciler.errors import ExitCode
 from reconciler.operations import open_workspace, plan_changes
 from reconciler.plan import read_plan_file, write_plan_file
+from reconciler.render.github import plan_outputs, plan_summary
 from reconciler.render.gitlab import render_gitlab
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
@@ -61,7 +63,10 @@ def plan(
     if out is not None:
         write_plan_file(result, out)
     code = ExitCode.CHANGES if detailed_exitcode and result.has_changes else ExitCode.OK
-    render_plan(result.to_dict(), fmt, code)
+    data = result.to_dict()
+    render_plan(data, fmt, code)
+    github.write_outputs(os.environ, plan_outputs(data))
+    github.write_summary(os.environ, lambda budget: plan_summary(data, budget))
     if out is not None:
         click.echo(f"Saved the plan to {out}; apply exactly this plan with: reconciler apply {out}", err=True)
     return int(code)

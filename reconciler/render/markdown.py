@@ -7,7 +7,7 @@ an earlier push and update it, rather than add one comment per push.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -34,10 +34,12 @@ def render_markdown(
     limit: int = LIMIT,
     measure: Callable[[str], int] = len,
     where: str = "comment",
+    allowed: Iterable[str] = (),
 ) -> None:
     """The plan in at most `limit`, as `measure` counts (characters by default; a byte budget passes a measure
     of encoded bytes). Sections go in order, the largest vehicle groups first, until the next would not fit; a
-    line then says what is left out and where the whole plan is. `where` names the limit in that line."""
+    line then says what is left out and where the whole plan is. `where` names the limit in that line;
+    `allowed`, the guards the command lets through (`apply --allow`)."""
     summary = Summary(**plan["summary"])
     callbacks, slots = callback_counts(plan), slot_counts(plan)
     head = [
@@ -54,7 +56,7 @@ def render_markdown(
         f"{plural(summary.vehicles, 'vehicle changes', 'vehicles change')}, in {plural(summary.calls, 'call')}.",
         "",
     ]
-    text = "\n".join(head) + "\n" + _notes(notice_lines(plan), limit // 4, measure)
+    text = "\n".join(head) + "\n" + _notes(notice_lines(plan, allowed), limit // 4, measure)
     tail = f"\n<sub>plan {plan.get('digest', '')}</sub>\n"
     parts = [text]
     used = measure(text) + measure(tail)
