@@ -62,6 +62,14 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
 
 
+@pytest.fixture(autouse=True)
+def no_github_step_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite run as a GitHub Actions step must not append the plans of its tests to that step's outputs and
+    summary: every command a test runs, in-process or as a subprocess, sees these unset unless it sets them."""
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 @pytest.fixture
 def chdir(tmp_path: Path) -> Iterator[Path]:
     before = os.getcwd()

@@ -54,7 +54,9 @@ def test_saved_plan_is_shown_and_tampering_is_refused(repo: Path) -> None:
     assert shown.returncode == 0
     assert "Plan: 1 callback to create" in shown.stdout
     markdown = run("show", "plan.json", "--format", "markdown", cwd=repo)
-    assert markdown.stdout.startswith(f"### reconciler plan for fleet `{FLEET}`")
+    assert markdown.stdout.startswith(
+        f"<!-- reconciler-plan fleet={FLEET} -->\n### reconciler plan for fleet `{FLEET}`"
+    )
     data = json.loads((repo / "plan.json").read_text())
     data["groups"][0]["slots"][0]["after"]["start"] = "PT3H0M"
     (repo / "plan.json").write_text(json.dumps(data))

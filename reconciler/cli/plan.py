@@ -9,16 +9,19 @@ from typing import Any
 
 import click
 
+from reconciler.cli import github
 from reconciler.cli.common import Options, colour, json_errors, selection_options, warn
 from reconciler.errors import ExitCode
 from reconciler.operations import open_workspace, plan_changes
 from reconciler.plan import read_plan_file, write_plan_file
+from reconciler.render.github import plan_outputs, plan_summary
+from reconciler.render.gitlab import render_gitlab
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
 from reconciler.render.state import render_state, render_state_json, render_state_markdown
 from reconciler.render.text import render_text
 
-PLAN_FORMATS = ("text", "markdown", "json")
+PLAN_FORMATS = ("text", "markdown", "json", "gitlab")
 
 
 def render_plan(data: dict[str, Any], fmt: str, code: ExitCode, allowed: tuple[str, ...] = ()) -> None:
@@ -28,6 +31,8 @@ def render_plan(data: dict[str, Any], fmt: str, code: ExitCode, allowed: tuple[s
         render_json(data, sys.stdout, result=code.result)
     elif fmt == "markdown":
         render_markdown(data, sys.stdout)
+    elif fmt == "gitlab":
+        render_gitlab(data, sys.stdout)
     else:
         render_text(data, sys.stdout, colour=colour(sys.stdout), allowed=allowed)
 
@@ -58,7 +63,10 @@ def plan(
     if out is not None:
         write_plan_file(result, out)
     code = ExitCode.CHANGES if detailed_exitcode and result.has_changes else ExitCode.OK
-    render_plan(result.to_dict(), fmt, code)
+    data = result.to_dict()
+    render_plan(data, fmt, code)
+    github.write_outputs(os.environ, plan_outputs(data))
+    github.write_summary(os.environ, lambda budget: plan_summary(data, budget))
     if out is not None:
         click.echo(f"Saved the plan to {out}; apply exactly this plan with: reconciler apply {out}", err=True)
     return int(code)
@@ -78,6 +86,8 @@ def show(opts: Options, plan_file: Path | None, show_state: bool, fmt: str) -> i
         saved = read_plan_file(plan_file)
         render_plan(saved.to_dict(), fmt, ExitCode.OK)
         return 0
+    if fmt == "gitlab":
+        raise click.UsageError("--format gitlab reports a plan's changes; show --state takes text, markdown or json")
     opened = open_workspace(opts.config, os.environ)
     # outcomes the receiver recorded and journal entries are folded in memory, as plan and status see them
     state = opened.load_state(pending=True)

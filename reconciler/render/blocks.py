@@ -7,7 +7,7 @@ exactly the same change (so 100,000 vehicles with one new start time read as one
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ from reconciler.envsubst import SENSITIVE, SENSITIVE_CHANGED
 from reconciler.plan import GuardCheck, NoticeKind
 from reconciler.words import days_text, hhmm, plural, program_text
 
-__all__ = ["Block", "build_blocks", "days_text", "hhmm", "notice_lines", "program_text", "value_text"]
+__all__ = ["Block", "build_blocks", "days_text", "hhmm", "iter_blocks", "notice_lines", "program_text", "value_text"]
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "status": "~", "retry": "!"}
 SENSITIVE_MARKERS = (SENSITIVE, SENSITIVE_CHANGED)
@@ -100,7 +100,13 @@ def _callback_block(change: Mapping[str, Any]) -> Block:
 def build_blocks(plan: Mapping[str, Any]) -> list[Block]:
     """Callback blocks in plan order, then one block per group of vehicles that get the same change (the
     largest first, so the change most of a fleet gets leads and the exceptions follow)."""
-    blocks = [_callback_block(change) for change in plan["callbacks"]]
+    return list(iter_blocks(plan))
+
+
+def iter_blocks(plan: Mapping[str, Any]) -> Iterator[Block]:
+    """The blocks of build_blocks one at a time, for a renderer that stops at a size limit."""
+    for change in plan["callbacks"]:
+        yield _callback_block(change)
     for group in plan["groups"]:
         count, vins = group["vehicles"], group["vins"]
         calls = len(group["calls"]) * count
@@ -109,8 +115,7 @@ def build_blocks(plan: Mapping[str, Any]) -> list[Block]:
             title = f"vehicle {vins[0]} ({plural(calls, 'call')} via {via})"
         else:
             title = f"{count:,} vehicles, the same change each ({plural(calls, 'call')} via {via})"
-        blocks.append(Block("~", title, [_slot_line(change) for change in group["slots"]], vins))
-    return blocks
+        yield Block("~", title, [_slot_line(change) for change in group["slots"]], vins)
 
 
 def notice_lines(plan: Mapping[str, Any], allowed: Iterable[str] = ()) -> list[str]:
