@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -99,6 +100,13 @@ def test_plan_on_pull_request_apply_on_merge(
             assert planned.returncode == 2, planned.stdout + planned.stderr
             comment = run("show", "plan.json", "--format", "markdown", cwd=pr, env=env)
             assert comment.returncode == 0 and "30 vehicles change, in 30 calls." in comment.stdout
+            # the marker a pipeline finds its one comment by, naming the fleet of the config repo
+            fleet = open_workspace(pr / "reconciler.yaml", {**SECRETS, **env}).fleet
+            assert comment.stdout.splitlines()[0] == f"<!-- reconciler-plan fleet={fleet} -->"
+            widget = run("show", "plan.json", "--format", "gitlab", cwd=pr, env=env)
+            actions = Counter(row["action"] for row in json_changes(json.loads((pr / "plan.json").read_text())))
+            assert json.loads(widget.stdout) == {"create": actions["create"], "update": 0, "delete": 0}
+            assert actions["create"] > 30  # every callback and every slot of the 30 vehicles is new
             assert SECRETS["WEBHOOK_AUTH"] not in comment.stdout + (pr / "plan.json").read_text()
 
             # merged: the merge job applies; the receiver records the outcomes in the shared database
