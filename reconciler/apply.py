@@ -340,6 +340,12 @@ class Applier:
         request never sent), journal that, so only calls of unknown outcome are left for recovery."""
         try:
             return send(*args)
+        except (RunInterrupted, ApiUnavailableError) as error:
+            if not error.call_sent:  # the run stopped before the call went out: nothing for recovery to find
+                self.backend.append_journal([result(entry, False, error=f"not sent: {error}"[:300])])
+                with self.lock:
+                    self.open.pop(entry["id"], None)
+            raise
         except (ApiStatusError, ApiRequestError) as error:
             refused = error.status < 500 if isinstance(error, ApiStatusError) else not error.sent
             if refused:

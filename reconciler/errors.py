@@ -151,13 +151,19 @@ class ApiAnswerError(ApiError):
 
 class ApiUnavailableError(ApiError):
     """A systemic failure stopped the run: nothing more is sent (the API unreachable, the credentials refused,
-    or a quota wait longer than api.max_retry_wait)."""
+    or a quota wait longer than api.max_retry_wait). `call_sent` as for RunInterrupted."""
+
+    call_sent = True
 
 
 class RunInterrupted(ReconcilerError):
-    """The first Ctrl-C or SIGTERM: the run stops sending; what is in flight finishes and is recorded."""
+    """The first Ctrl-C or SIGTERM: the run stops sending; what is in flight finishes and is recorded.
+
+    `call_sent` is False when the call it stopped never had a request sent (the API surely did nothing), True
+    when an earlier attempt of it may have reached the API."""
 
     exit_code = ExitCode.INTERRUPTED
+    call_sent = True
 
 
 def exit_code_for(error: BaseException) -> ExitCode:

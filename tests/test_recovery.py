@@ -18,7 +18,7 @@ import pytest
 from reconciler.api.client import ApiConfig, FleetClient
 from reconciler.apply import Applier
 from reconciler.callbacks import callback_spec, fingerprint
-from reconciler.errors import LockLostError
+from reconciler.errors import LockLostError, RunInterrupted
 from reconciler.operations import apply_changes, open_workspace
 from reconciler.plan import Action
 from reconciler.planner import PlanOptions, make_plan
@@ -274,3 +274,51 @@ def test_vins_not_in_the_fleet_are_notices_and_the_list_is_read_once_per_run(rep
         assert json_changes(plan) == []
         status = run("status", cwd=repo, env=env).stdout
         assert "Not in the fleet: 4 vehicles" in status
+
+
+@pytest.mark.parametrize("moment", ["after its intent", "waiting to retry a connection refused"])
+def test_a_run_stopped_before_a_remote_went_out_leaves_nothing_for_recovery(tmp_path: Path, moment: str) -> None:
+    """Stopped before any request of the call reached the API, the API surely did nothing: the journal says so,
+    and the next writer has nothing to look up."""
+    vin = "VF3UHNKF5RL000005"
+    want = desired({vin: [program(1)]})
+    state = State.new("f")
+    state.callbacks["cb"] = CallbackRecord("cb-1", callback_spec(callback()), {}, "Running")
+    state.vehicles_index[vin] = "v-1"
+    FileBackend(tmp_path / "state.json").save(state, None)
+    stop = threading.Event()
+    attempts: list[httpx.Request] = []
+
+    class SignalledAtIntent(FileBackend):
+        def append_journal(self, entries: Any, wait: bool = True) -> None:
+            super().append_journal(entries, wait)
+            if moment == "after its intent" and any(entry.get("op") == "remote" for entry in entries):
+                stop.set()  # the signal lands once the intent is durable, before the request is sent
+
+    def api(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        stop.set()  # the signal lands while the client waits to try again
+        raise httpx.ConnectError("connection refused")
+
+    backend = SignalledAtIntent(tmp_path / "state.json")
+    plan = make_plan(want, state, "f", PlanOptions(now=NOW))
+    with FleetClient(CONFIG, "f", transport=httpx.MockTransport(api), stop=stop) as client:
+        report = Applier(plan, want, state, backend, client).run()
+    assert [call.vin for call in report.skipped] == [vin]
+    assert len(attempts) == (0 if moment == "after its intent" else 1)
+    assert backend.read_journal() == []
+
+
+def test_a_call_stopped_after_an_attempt_that_may_have_arrived_is_of_unknown_outcome() -> None:
+    stop = threading.Event()
+
+    def api(request: httpx.Request) -> httpx.Response:
+        stop.set()  # the signal lands while the client waits to try the PUT again
+        return httpx.Response(503, json={"code": 50300, "uuid": "u", "message": "busy", "timestamp": "t"})
+
+    with (
+        FleetClient(CONFIG, "f", transport=httpx.MockTransport(api), stop=stop) as client,
+        pytest.raises(RunInterrupted) as stopped,
+    ):
+        client.update_callback("cb-1", {"subscribe": {}})
+    assert stopped.value.call_sent  # a 503 may come after the work was done

@@ -25,7 +25,14 @@ from reconciler.api import MAX_RETRY_WAIT, PARALLELISM, RATE_LIMIT, TIMEOUT, wir
 from reconciler.api.breaker import Breaker
 from reconciler.api.limiter import RateLimiter
 from reconciler.clock import isotime, utcnow
-from reconciler.errors import ApiAnswerError, ApiError, ApiRequestError, ApiStatusError, RunInterrupted
+from reconciler.errors import (
+    ApiAnswerError,
+    ApiError,
+    ApiRequestError,
+    ApiStatusError,
+    ApiUnavailableError,
+    RunInterrupted,
+)
 
 CONNECT_TIMEOUT = 10.0  # seconds: an unreachable API is known quickly even when api.timeout is long
 
@@ -183,38 +190,45 @@ class FleetClient:
         params: dict[str, str] | None = None,
     ) -> Any:
         attempt = 0
-        while True:
-            try:
-                response = self._send(method, path, body, params)
-            except ApiStatusError as error:
-                if self.breaker.tripped:
-                    raise self.breaker.error() from error
-                if not error.retryable or attempt + 1 >= self.retry.attempts:
-                    raise
-                if error.status >= 500 and not retry_unknown:
-                    raise  # a 500 may come after the work was done: the caller decides
-                if error.retry_after is not None:
-                    self.limiter.pause(error.retry_after)
-                    delay = 0.0
-                else:
-                    delay = self.retry.delay(attempt, self.rng)
-            except ApiRequestError as error:
-                if self.breaker.tripped:
-                    raise self.breaker.error() from error
-                if (error.sent and not retry_unknown) or attempt + 1 >= self.retry.attempts:
-                    raise
-                delay = self.retry.delay(attempt, self.rng)
-            else:
-                if response.status_code == 204 or not response.content:
-                    return None
+        reached = False  # whether an attempt may have done the work: the API answered 5xx, or no answer came
+        try:
+            while True:
                 try:
-                    return response.json()
-                except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                    raise ApiAnswerError(f"{method} {_shown(path)}: the answer is not JSON ({error})") from error
-            attempt += 1
-            self.retries += 1
-            if delay:
-                self.wait(delay)
+                    response = self._send(method, path, body, params)
+                except ApiStatusError as error:
+                    reached = reached or error.status >= 500
+                    if self.breaker.tripped:
+                        raise self.breaker.error() from error
+                    if not error.retryable or attempt + 1 >= self.retry.attempts:
+                        raise
+                    if error.status >= 500 and not retry_unknown:
+                        raise  # a 500 may come after the work was done: the caller decides
+                    if error.retry_after is not None:
+                        self.limiter.pause(error.retry_after)
+                        delay = 0.0
+                    else:
+                        delay = self.retry.delay(attempt, self.rng)
+                except ApiRequestError as error:
+                    reached = reached or error.sent
+                    if self.breaker.tripped:
+                        raise self.breaker.error() from error
+                    if (error.sent and not retry_unknown) or attempt + 1 >= self.retry.attempts:
+                        raise
+                    delay = self.retry.delay(attempt, self.rng)
+                else:
+                    if response.status_code == 204 or not response.content:
+                        return None
+                    try:
+                        return response.json()
+                    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                        raise ApiAnswerError(f"{method} {_shown(path)}: the answer is not JSON ({error})") from error
+                attempt += 1
+                self.retries += 1
+                if delay:
+                    self.wait(delay)
+        except (RunInterrupted, ApiUnavailableError) as error:  # the run stopped during this call
+            error.call_sent = reached
+            raise
 
     # ---- paging -------------------------------------------------------------------------------------------
 
