@@ -118,6 +118,7 @@ def serving(repo: Path, env: dict[str, str], port: int, *options: str) -> Iterat
         if process.poll() is None:
             process.kill()
             process.wait()
+        process.stdout.close()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
@@ -258,3 +259,44 @@ def test_json_logs_parse_line_by_line_and_sigterm_finishes_the_run_and_releases_
     state = json.loads((repo / ".reconciler" / "state.json").read_text())
     assert state["serial"] >= 1
     assert not (repo / ".reconciler" / "state.json.lock").exists()
+
+
+@pytest.mark.slow
+def test_two_replicas_on_postgres_one_leads_and_the_other_takes_over_a_killed_leader(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """kill -9 of the leader mid-apply: the follower takes the lease within two lease periods, finds the calls
+    the leader journalled, and converges with one remote per vehicle and one callback."""
+    from tests.commands import labels
+    from tests.postgres import use_postgres
+
+    monkeypatch.setenv("STATE_DSN", request.getfixturevalue("pg_dsn"))
+    use_postgres(repo, request.getfixturevalue("pg_schema"))
+    period = 3.0
+    first_port, second_port = free_port(), free_port()
+    prepare(repo, first_port)  # the API notifies the first replica (a load balancer would pick either)
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = {**environment(box), "RECONCILER_API_RATE_LIMIT": "10", "STATE_DSN": os.environ["STATE_DSN"]}
+        options = ("--repo", str(repo), "--interval", "1s")
+        with serving(repo, env, first_port, *options) as first:
+            wait_until(lambda: first.value("reconciler_leader") == 1, what="the first replica leads")
+            with serving(repo, env, second_port, *options) as second:
+                wait_until(lambda: httpx.get(second.url + "/readyz", timeout=10).status_code == 200)
+                assert second.value("reconciler_leader") == 0
+                ready = httpx.get(second.url + "/readyz", timeout=10).json()
+                assert ready["leader"] is False and ready["leader_pid"] == first.process.pid
+                wait_until(lambda: first.value("reconciler_api_calls_total", kind="post_remote", result="202") >= 5)
+                assert runs(second, "applied") == 0  # the follower neither plans nor applies
+                first.process.kill()  # kill -9, mid-apply: its lease and its writers' lock are left behind
+                killed = time.monotonic()
+                first.process.wait()
+                wait_until(lambda: second.value("reconciler_leader") == 1, timeout=2 * period)
+                took = time.monotonic() - killed
+                wait_until(lambda: runs(second, "applied"), what="the new leader converged")
+                assert changes_left(repo, box) == []
+                assert second.stop() == 0
+        per_vin = remotes_by_vin(box)
+        assert len(per_vin) == 30 and set(per_vin.values()) == {1}
+        assert labels(box) == ["fleet-ops"]
+    assert took < 2 * period
+    assert "following the leader" in second.log() and "leading: this replica plans and applies" in second.log()
