@@ -300,3 +300,22 @@ def test_two_replicas_on_postgres_one_leads_and_the_other_takes_over_a_killed_le
         assert labels(box) == ["fleet-ops"]
     assert took < 2 * period
     assert "following the leader" in second.log() and "leading: this replica plans and applies" in second.log()
+
+
+@pytest.mark.slow
+def test_a_config_repo_that_cannot_be_fetched_makes_the_replica_not_ready_and_nothing_is_applied(repo: Path) -> None:
+    port = free_port()
+    prepare(repo, port)
+    missing = repo.parent / "no-such-repo"
+    with (
+        sandbox(vehicles=40, asleep_rate=0.0) as box,
+        serving(repo, environment(box), port, "--repo", str(missing), "--interval", "1h") as served,
+    ):
+        wait_until(lambda: runs(served, "error"), what="the failed fetch reported")
+        ready = httpx.get(served.url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["leader"] is True
+        assert ready.json()["reason"].startswith("the config repo cannot be read: git fetch failed")
+        assert httpx.get(served.url + "/healthz", timeout=10).status_code == 200  # alive: notifications go on
+        assert box.inspect("remotes")["remotes"] == []
+        assert "the config repo cannot be fetched: git fetch failed" in served.log()
+        assert served.stop() == 0
