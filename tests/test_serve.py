@@ -319,3 +319,18 @@ def test_a_config_repo_that_cannot_be_fetched_makes_the_replica_not_ready_and_no
         assert box.inspect("remotes")["remotes"] == []
         assert "the config repo cannot be fetched: git fetch failed" in served.log()
         assert served.stop() == 0
+
+
+@pytest.mark.slow
+def test_a_token_in_the_repo_url_is_never_shown(repo: Path) -> None:
+    port = free_port()
+    prepare(repo, port)
+    url = "http://deploy:tok-canary-6@127.0.0.1:9/fleet.git"
+    with (
+        sandbox(vehicles=40, asleep_rate=0.0) as box,
+        serving(repo, environment(box), port, "--repo", url, "--interval", "1h") as served,
+    ):
+        wait_until(lambda: runs(served, "error"), what="the failed fetch reported")
+        assert served.stop() == 0
+    assert "following http://***@127.0.0.1:9/fleet.git (its default branch)" in served.stdout
+    assert "tok-canary-6" not in served.stdout + served.log()

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reconciler.config import shown_url
 from reconciler.controller.leader import Leadership
 from reconciler.controller.loop import Controller
 from reconciler.controller.metrics import Metrics
@@ -142,7 +143,9 @@ def serve(
             controller.start()
             scheme = "https" if tls_cert else "http"
             address = shown_address(host, sock.getsockname()[1])
-            following = f"following {repo} ({branch or 'its default branch'})" if repo else "reading the manifests"
+            following = "reading the manifests"
+            if repo is not None:
+                following = f"following {shown_url(repo)} ({branch or 'its default branch'})"
             out.write(
                 f"Serving on {scheme}://{address}/ (notifications, /hooks/push, /metrics, /healthz, /readyz); "
                 f"{following}; state in {workspace.backend.name}\n"
