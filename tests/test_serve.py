@@ -334,3 +334,43 @@ def test_a_token_in_the_repo_url_is_never_shown(repo: Path) -> None:
         assert served.stop() == 0
     assert "following http://***@127.0.0.1:9/fleet.git (its default branch)" in served.stdout
     assert "tok-canary-6" not in served.stdout + served.log()
+
+
+def controller_for(repo: Path, env: dict[str, str]) -> Any:
+    from reconciler.controller.leader import Leadership
+    from reconciler.controller.loop import Controller
+    from reconciler.controller.metrics import Metrics
+    from reconciler.operations import open_workspace
+
+    workspace = open_workspace(repo / "reconciler.yaml", env)
+    return Controller(workspace, env, Leadership(workspace.backend, 30), Metrics())
+
+
+@pytest.mark.slow
+def test_invalid_manifests_of_the_config_folder_are_reported_and_not_applied(repo: Path) -> None:
+    edit(repo / "manifests" / "schedules.yaml", 'start: "13:30"', 'start: "25:99"')
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        controller = controller_for(repo, {**os.environ, **environment(box)})
+        found = controller.run_once()
+        assert found.result == "invalid" and "the manifests are invalid and not applied" in found.message
+        assert "schedules.yaml:" in found.message
+        assert box.inspect("remotes")["remotes"] == []
+
+
+@pytest.mark.slow
+def test_a_replica_that_loses_the_lease_stops_its_run(repo: Path) -> None:
+    import threading
+
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = {**os.environ, **environment(box), "RECONCILER_API_RATE_LIMIT": "10"}
+        controller = controller_for(repo, env)
+        done: list[Any] = []
+        worker = threading.Thread(target=lambda: done.append(controller.run_once()))
+        worker.start()
+        wait_until(lambda: len(box.inspect("remotes")["remotes"]) >= 3, timeout=30)
+        controller.leadership_changed(False)  # another replica took the lease
+        worker.join(30)
+        assert not worker.is_alive()
+        (found,) = done
+        assert found.result == "interrupted" and 3 <= found.calls < 31
+        assert len(box.inspect("remotes")["remotes"]) == found.calls - 1  # the callback, then remotes
