@@ -160,3 +160,29 @@ def test_a_manual_apply_is_bound_by_the_windows_only_when_configured(repo: Path)
         assert "apply refused by the sync windows: the deny window" in bound.stderr
         assert "nothing was changed" in bound.stderr
         assert SECRETS["FLEET_API_PASSWORD"] not in bound.stderr
+
+
+@pytest.mark.slow
+def test_held_writes_go_out_when_the_window_ends_not_an_interval_later(repo: Path) -> None:
+    import time
+
+    serve_windows(repo, "{kind: deny, schedule: '0 22 * * *', duration: 8h}")
+    base, started = at("2026-11-25T05:59:58"), time.monotonic()  # the deny window ends 2 seconds from now
+
+    def now() -> datetime:
+        return base + timedelta(seconds=time.monotonic() - started)
+
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = {**os.environ, **environment(box)}
+        workspace = open_workspace(repo / "reconciler.yaml", env)
+        leadership = Leadership(workspace.backend, 30)
+        leadership.claim()
+        controller = Controller(workspace, env, leadership, Metrics(), interval=3600, now=now)
+        controller.start()
+        try:
+            box.wait(lambda: len(controller.runs) >= 2, timeout=15)
+        finally:
+            controller.shutdown(30)
+        held, applied = list(controller.runs)[:2]
+        assert held.result == "window" and applied.result == "applied"
+        assert len(box.inspect("remotes")["remotes"]) == 30

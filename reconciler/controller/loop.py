@@ -79,6 +79,7 @@ class Controller:
         self.commit: str | None = None  # the commit in force: the last valid one
         self.refused: str | None = None  # the last invalid commit (not tried again until the branch moves)
         self.repo_problem: str | None = None  # why the last fetch failed
+        self.held_until: datetime | None = None  # when the sync windows that held the last run's writes let go
         self.stop = threading.Event()  # the controller stops
         self.wake = threading.Event()  # a push, or leadership gained: run now
         self._run_stop = threading.Event()  # the run in progress stops (lost leadership, or the controller stops)
@@ -123,7 +124,14 @@ class Controller:
                     self.run_once()
                 except Exception as error:  # a bug must not end the controller: reported, tried again
                     self._record(Run(isotime(utcnow()), "error", one_line(error), 0.0, self.commit))
-            self.wake.wait(self.interval)
+            self.wake.wait(self._pause())
+
+    def _pause(self) -> float:
+        """Seconds until the next run: the interval, or less when held writes may go out sooner."""
+        if self.held_until is None:
+            return self.interval
+        left = (self.held_until - self.now()).total_seconds()
+        return min(self.interval, max(left + 0.5, 0.5))  # just past the window's end (at least half a second)
 
     # ---- one run ----------------------------------------------------------------------------------------------
 
@@ -173,9 +181,11 @@ class Controller:
                 return done("invalid", f"the manifests are invalid and not applied: {one_line(error)}")
 
         windows = workspace.settings.serve.windows
+        self.held_until = None
         try:
             found = verdict(windows, self.now())
             if not found.allowed:
+                self.held_until = found.until
                 plan, *_ = plan_changes(workspace, self.environ)
                 if not plan.has_changes:
                     return done("synced", plan.summary().line(plan.serial), plan)
