@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,6 +98,30 @@ class StateSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncWindow:
+    """A time when `serve` may (allow) or may not (deny) change the fleet: from each start of `schedule` (cron,
+    in `timezone`) for `duration` seconds."""
+
+    kind: str
+    schedule: str
+    duration: float
+    timezone: str
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """The controller's settings (`serve:`): how often it reconciles, its leader lease, its sync windows."""
+
+    interval: float = 60.0
+    lease_period: float = 30.0
+    windows: tuple[SyncWindow, ...] = ()
+    windows_bind_manual_apply: bool = False
+    push_secret: EnvValue | None = None
+    workdir: EnvValue | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     file: Path
     root: Path
@@ -106,6 +131,7 @@ class Settings:
     state: StateSettings = StateSettings()
     guards: Mapping[str, Limit] = field(default_factory=dict)
     pending_timeout: float = 1800.0
+    serve: ServeSettings = ServeSettings()
     diagnostics: tuple[Diagnostic, ...] = ()
 
     def require(self, value: EnvValue | None, what: str) -> str:
@@ -282,6 +308,7 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
         ),
         guards={name: Limit.parse(value) for name, value in data.get("guards", {}).items()},
         pending_timeout=pending_timeout,
+        serve=_serve(document, text, found),
         diagnostics=tuple(found),
     )
     if any(d.is_error for d in found):
@@ -295,6 +322,53 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
             ]
         )
     return settings
+
+
+def _serve(document: Document, text: Callable[..., EnvValue | None], found: list[Diagnostic]) -> ServeSettings:
+    """The `serve:` block; each window's schedule and time zone are checked here, naming their line."""
+    serve: dict[str, Any] = document.data.get("serve", {})
+    windows = []
+    for index, window in enumerate(serve.get("windows", [])):
+        where = ("serve", "windows", index)
+        problem = _window_problem(window["schedule"], window.get("timezone", "UTC"))
+        if problem is not None:
+            key = "timezone" if problem[0] == "timezone" else "schedule"
+            found.append(Diagnostic(document.position((*where, key)), "serve-window", problem[1]))
+            continue
+        windows.append(
+            SyncWindow(
+                window["kind"],
+                window["schedule"],
+                parse_duration(window["duration"]),
+                window.get("timezone", "UTC"),
+                document.position(where),
+            )
+        )
+    return ServeSettings(
+        interval=parse_duration(serve.get("interval", 60)),
+        lease_period=parse_duration(serve.get("lease_period", 30)),
+        windows=tuple(windows),
+        windows_bind_manual_apply=bool(serve.get("windows_bind_manual_apply", False)),
+        push_secret=text("serve", "push_secret"),
+        workdir=text("serve", "workdir"),
+    )
+
+
+def _window_problem(schedule: str, timezone: str) -> tuple[str, str] | None:
+    """(field, why) when a window's cron schedule or IANA time zone cannot be used."""
+    import zoneinfo
+
+    from cronsim import CronSim, CronSimError
+
+    try:
+        zone = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return "timezone", f"serve.windows: '{clip(timezone)}' is not an IANA time zone (such as Europe/Paris)"
+    try:
+        CronSim(schedule, datetime.now(zone))
+    except CronSimError as error:
+        return "schedule", f"serve.windows: '{clip(schedule)}' is not a cron schedule ({error})"
+    return None
 
 
 def _manifest_paths(

@@ -134,7 +134,19 @@ def test_the_installed_reconciler_script_is_the_cli_and_passes_its_exit_code_on(
 def test_help_lists_every_command_group() -> None:
     listed = run("--help").stdout.split("Commands:")[1]
     names = [line.split()[0] for line in listed.splitlines() if line.strip()]
-    assert names == ["apply", "import", "plan", "refresh", "sandbox", "show", "state", "status", "validate", "webhook"]
+    assert names == [
+        "apply",
+        "import",
+        "plan",
+        "refresh",
+        "sandbox",
+        "serve",
+        "show",
+        "state",
+        "status",
+        "validate",
+        "webhook",
+    ]
 
 
 def test_the_console_script_runs_main() -> None:

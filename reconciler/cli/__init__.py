@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from reconciler import __version__
-from reconciler.cli import apply, fleet, imports, plan, sandbox, state, validate, webhook
+from reconciler.cli import apply, fleet, imports, plan, sandbox, serve, state, validate, webhook
 from reconciler.cli.common import Options, report_error
 from reconciler.errors import ExitCode, ReconcilerError, exit_code_for
 
@@ -57,6 +57,7 @@ for command in (
     imports.import_,
     state.state,
     webhook.webhook,
+    serve.serve,
     sandbox.sandbox,
 ):
     cli.add_command(command)

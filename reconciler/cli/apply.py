@@ -68,6 +68,12 @@ def apply(
         render_plan(data, "text", ExitCode.OK, allowed=allow)
 
     def confirm(plan: Plan) -> bool:
+        serve = opened.settings.serve
+        if serve.windows_bind_manual_apply:  # held like serve's own runs (exit 4), once there is something to do
+            from reconciler.clock import utcnow
+            from reconciler.windows import check_windows
+
+            check_windows(serve.windows, utcnow())
         if auto_approve:
             return True
         answer = click.prompt("Apply these changes? Only 'yes' applies them", default="", show_default=False)

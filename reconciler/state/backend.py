@@ -54,6 +54,7 @@ class LockInfo:
         )
 
     def renewed(self, ttl: timedelta = LOCK_TTL) -> LockInfo:
+        """The same holder, expiring `ttl` from now."""
         return LockInfo(self.id, self.holder, self.host, self.pid, self.command, self.started, isotime(utcnow() + ttl))
 
     def expired(self, now: datetime | None = None) -> bool:
@@ -155,6 +156,16 @@ class StateBackend(Protocol):
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         """Remove the lock with this id whoever holds it (`state unlock`); StateError if it is not the current one."""
+        ...
+
+    def claim_lease(self, info: LockInfo, ttl: timedelta) -> LockInfo:
+        """The controller's leader lease (`serve`), apart from the writers' lock: taken when free, expired or
+        its holder's process is gone, renewed for `ttl` when `info` already holds it. Returns who holds it now:
+        `info` (renewed) when this process leads, else the other holder."""
+        ...
+
+    def release_lease(self, lease_id: str) -> None:
+        """Give up the leader lease if `lease_id` still holds it (another replica takes over at once)."""
         ...
 
     def append_journal(self, entries: Sequence[dict[str, Any]], wait: bool = True) -> None:

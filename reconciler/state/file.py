@@ -14,14 +14,15 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Hashable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from reconciler.atomic import sync_directory, temporary, write_atomic, write_synced
 from reconciler.bulk import collector_paused
-from reconciler.clock import isotime
+from reconciler.clock import isotime, utcnow
 from reconciler.errors import LockedError, LockLostError, StateError
 from reconciler.state.backend import LockInfo, Version
 from reconciler.state.commit import GroupCommit
@@ -37,6 +38,7 @@ class FileBackend:
         self.lock_path = path.with_name(path.name + ".lock")
         self.journal_path = path.with_name(path.name + ".journal")
         self.events_path = path.with_name(path.name + ".events")
+        self.lease_path = path.with_name(path.name + ".lease")
         self._journal = GroupCommit(self._write_journal, f"the journal {self.journal_path}")
         self._journal_fd: int | None = None  # kept open: one writer process owns the journal (it holds the lock)
         # (file signature, lineage, serial) of the last state this backend saved or loaded
@@ -229,6 +231,32 @@ class FileBackend:
         self.lock_path.unlink(missing_ok=True)
         return holder
 
+    # ---- the controller's leader lease ------------------------------------------------------------------
+
+    def claim_lease(self, info: LockInfo, ttl: timedelta) -> LockInfo:
+        """Read and rewritten in place under an exclusive flock, so two processes of one host never both take
+        it; what cannot be read (a holder killed while writing) counts as expired."""
+        self.lease_path.parent.mkdir(parents=True, exist_ok=True)
+        with _flocked(self.lease_path) as descriptor:
+            holder = _lease(os.pread(descriptor, 64 * 1024, 0))
+            if holder is not None and holder.id != info.id and not holder.expired() and not holder.holder_is_gone():
+                return holder
+            mine = info.renewed(ttl) if holder is not None and holder.id == info.id else _fresh(info, ttl)
+            payload = mine.to_json().encode()
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, payload, 0)
+            os.fsync(descriptor)
+            return mine
+
+    def release_lease(self, lease_id: str) -> None:
+        if not self.lease_path.exists():
+            return
+        with _flocked(self.lease_path) as descriptor:
+            holder = _lease(os.pread(descriptor, 64 * 1024, 0))
+            if holder is not None and holder.id == lease_id:
+                os.ftruncate(descriptor, 0)
+                os.fsync(descriptor)
+
     # ---- journal and events: JSON lines, appended with fsync ---------------------------------------------
 
     def append_journal(self, entries: Sequence[dict[str, Any]], wait: bool = True) -> None:
@@ -310,6 +338,30 @@ class FileBackend:
             handle.truncate()
             handle.flush()
             os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def _flocked(path: Path) -> Iterator[int]:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield descriptor
+    finally:
+        os.close(descriptor)
+
+
+def _lease(raw: bytes) -> LockInfo | None:
+    """The lease's holder; None when there is none (released) or it cannot be read (then it is taken over)."""
+    try:
+        return LockInfo.from_json(raw.decode()) if raw.strip() else None
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _fresh(info: LockInfo, ttl: timedelta) -> LockInfo:
+    """`info` as a holder that starts now."""
+    now = utcnow()
+    return replace(info, started=isotime(now), expires=isotime(now + ttl))
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:

@@ -46,7 +46,8 @@ from reconciler.state.model import State
 if TYPE_CHECKING:  # psycopg loads only for this backend
     import psycopg
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_FROM = 1  # readers use the tables of version 1 as they are (version 2 only adds the leader lease)
 KEEP_VERSIONS = 100  # state versions kept per fleet; older ones are pruned as new ones are saved
 CONNECT_TIMEOUT = 10  # seconds: an unreachable database is known quickly
 
@@ -81,6 +82,19 @@ MIGRATIONS: dict[int, list[str]] = {
             entry text NOT NULL,
             UNIQUE (fleet, key))""",
         "CREATE INDEX events_fleet ON {s}.events (fleet, seq)",
+    ],
+    2: [  # the controller's leader lease (`serve`), apart from the writers' lock
+        """CREATE TABLE {s}.leases (
+            fleet text NOT NULL,
+            name text NOT NULL,
+            id text NOT NULL,
+            holder text NOT NULL,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            command text NOT NULL,
+            started timestamptz NOT NULL,
+            expires timestamptz NOT NULL,
+            PRIMARY KEY (fleet, name))""",
     ],
 }
 
@@ -206,13 +220,13 @@ class PostgresBackend:
                 raise self._problem(error, "be opened") from None
         if known > SCHEMA_VERSION:
             raise self._newer(known)
-        if known and known < SCHEMA_VERSION:  # pragma: no cover - one version so far
+        if known and known < READABLE_FROM:  # pragma: no cover - every version so far is readable
             raise StateError(
                 f"the state database {self.place} (schema {self.schema}) has tables of version {known}, older "
                 f"than this reconciler reads ({SCHEMA_VERSION}): the next writer (apply, refresh) upgrades them"
             )
         self._ready = known == SCHEMA_VERSION
-        return self._ready
+        return known >= READABLE_FROM
 
     def _version(self, connection: psycopg.Connection[Any]) -> int:
         """The version of the tables in the schema; 0 when there are none (nor, maybe, the schema)."""
@@ -454,6 +468,63 @@ class PostgresBackend:
             raise StateError(f"lock id {lock_id} does not hold state {self.name}; it is {holder.describe()}")
         self.release_lock(lock_id)
         return holder
+
+    # ---- the controller's leader lease ----------------------------------------------------------------------
+
+    def claim_lease(self, info: LockInfo, ttl: timedelta) -> LockInfo:
+        """One transaction: insert, or take over an expired lease (by the database's clock) or one whose holder's
+        process is gone, or renew our own; else the other holder is returned."""
+        for _ in range(10):
+            holder = self._claim_lease(info, ttl)
+            if holder is not None:
+                return holder
+        raise StateError(f"state {self.name}: could not claim the leader lease (other replicas keep taking it)")
+
+    def _claim_lease(self, info: LockInfo, ttl: timedelta) -> LockInfo | None:
+        """The holder now; None when the lease was released between two statements (try again)."""
+        with self._transaction("lease", "claim the leader lease") as db:
+            row = db.execute(
+                self._sql(
+                    "INSERT INTO {s}.leases AS l (fleet, name, id, holder, host, pid, command, started, expires) "
+                    "VALUES (%s, 'leader', %s, %s, %s, %s, %s, now(), now() + %s) "
+                    "ON CONFLICT (fleet, name) DO UPDATE SET id = EXCLUDED.id, holder = EXCLUDED.holder, "
+                    "host = EXCLUDED.host, pid = EXCLUDED.pid, command = EXCLUDED.command, "
+                    "started = CASE WHEN l.id = EXCLUDED.id THEN l.started ELSE now() END, expires = EXCLUDED.expires "
+                    "WHERE l.id = EXCLUDED.id OR l.expires <= now() "
+                    "RETURNING id, holder, host, pid, command, started, expires"
+                ),
+                (self.fleet, info.id, info.holder, info.host, info.pid, info.command, ttl),
+            ).fetchone()
+            if row is not None:
+                return _lock(row)
+            row = db.execute(
+                self._sql(
+                    "SELECT id, holder, host, pid, command, started, expires FROM {s}.leases "
+                    "WHERE fleet = %s AND name = 'leader' FOR UPDATE"
+                ),
+                (self.fleet,),
+            ).fetchone()
+            if row is None:
+                return None
+            holder = _lock(row)
+            if not holder.holder_is_gone():
+                return holder
+            row = db.execute(  # its process is gone (this host): taken over at once
+                self._sql(
+                    "UPDATE {s}.leases SET id = %s, holder = %s, host = %s, pid = %s, command = %s, started = now(), "
+                    "expires = now() + %s WHERE fleet = %s AND name = 'leader' "
+                    "RETURNING id, holder, host, pid, command, started, expires"
+                ),
+                (info.id, info.holder, info.host, info.pid, info.command, ttl, self.fleet),
+            ).fetchone()
+            return _lock(row) if row is not None else None
+
+    def release_lease(self, lease_id: str) -> None:
+        with self._transaction("lease", "release the leader lease") as db:
+            db.execute(
+                self._sql("DELETE FROM {s}.leases WHERE fleet = %s AND name = 'leader' AND id = %s"),
+                (self.fleet, lease_id),
+            )
 
     # ---- journal --------------------------------------------------------------------------------------------
 

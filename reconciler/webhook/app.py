@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from reconciler.clock import isotime, utcnow
 from reconciler.errors import ReconcilerError, StateError
@@ -237,7 +237,9 @@ def _parse(raw: bytes) -> tuple[str, list[dict[str, Any]]] | str:
     return parse_envelope(body)
 
 
-def create_app(receiver: Receiver) -> Starlette:
+def create_app(receiver: Receiver, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The receiver's app; `routes` (the controller's) are matched before the catch-all notification route."""
+
     def answer(status: int, request: Request, message: str, **fields: Any) -> None:
         receiver.answers[status] += 1
         client = request.client.host if request.client else "-"
@@ -308,6 +310,7 @@ def create_app(receiver: Receiver) -> Starlette:
     return Starlette(
         routes=[
             Route("/healthz", health, methods=["GET"]),
+            *routes,
             Route("/{path:path}", notify, methods=["POST"]),
         ]
     )

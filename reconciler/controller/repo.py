@@ -1,0 +1,89 @@
+"""The config repo `serve --repo` follows: fetched into a bare clone the controller owns, each new commit
+extracted into a folder of its own (never the operator's checkout, never a half-written folder).
+
+Git runs as a subprocess with a time limit and no prompt; whatever fails (the repo unreachable, a branch that
+does not exist) is a RepoError with git's own words, and the commit in force stays in force.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from reconciler.errors import ReconcilerError
+
+GIT_TIMEOUT = 120.0  # seconds for one git command (a fetch of a large repo over a slow link)
+
+
+class RepoError(ReconcilerError):
+    """The config repo could not be fetched or a commit could not be checked out."""
+
+
+class GitSource:
+    def __init__(self, url: str, branch: str | None, workdir: Path) -> None:
+        self.url = url
+        self.branch = branch
+        self.workdir = workdir
+        self.bare = workdir / "repo.git"
+        self.commits = workdir / "commits"
+
+    @property
+    def ref(self) -> str:
+        return self.branch or "HEAD"
+
+    def _git(self, *args: str) -> str:
+        environ = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+        try:
+            done = subprocess.run(
+                ["git", "--git-dir", str(self.bare), *args],
+                capture_output=True,
+                env=environ,
+                timeout=GIT_TIMEOUT,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise RepoError("git is not installed: serve --repo needs it") from None
+        except subprocess.TimeoutExpired:
+            raise RepoError(f"git {args[0]} took longer than {GIT_TIMEOUT:g} s") from None
+        if done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            raise RepoError(f"git {args[0]} failed: {' '.join(said)[-500:] or f'exit {done.returncode}'}")
+        return done.stdout.decode(errors="replace").strip()
+
+    def fetch(self) -> str:
+        """The commit the branch points at now (fetched first)."""
+        if not (self.bare / "HEAD").exists():
+            self.bare.mkdir(parents=True, exist_ok=True)
+            self._git("init", "--bare", "--quiet")
+        self._git("fetch", "--quiet", "--no-tags", "--force", "--", self.url, self.ref)
+        return self._git("rev-parse", "--verify", "FETCH_HEAD^{commit}")
+
+    def checkout(self, commit: str) -> Path:
+        """The folder holding `commit`'s files, extracted whole before it gets its name."""
+        target = self.commits / commit
+        if target.is_dir():
+            return target
+        self.commits.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.commits, prefix=".extract-") as scratch:
+            archive = Path(scratch) / "commit.tar"
+            self._git("archive", "--format=tar", f"--output={archive}", commit)
+            files = Path(scratch) / "files"
+            with tarfile.open(archive) as tar:
+                tar.extractall(files, filter="data")  # nothing outside the folder, no devices, no odd modes
+            os.replace(files, target)
+        return target
+
+    def keep_only(self, *commits: str | None) -> None:
+        """Remove the extracted commits other than these (the one in force, the one being tried)."""
+        if not self.commits.is_dir():
+            return
+        wanted = {commit for commit in commits if commit}
+        for folder in self.commits.iterdir():
+            if folder.name not in wanted:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(folder)

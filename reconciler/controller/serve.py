@@ -1,0 +1,167 @@
+"""`reconciler serve`: the webhook receiver (every replica receives), the push webhook of the config repo,
+/metrics, /healthz and /readyz under uvicorn, beside the leader lease and the reconciliation loop.
+
+A stop (SIGTERM, Ctrl-C) ends the server first, then the run in progress finishes its calls in flight and
+saves, then the lease is released so another replica takes over at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import ssl
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reconciler.config import shown_url
+from reconciler.controller.leader import Leadership
+from reconciler.controller.loop import Controller
+from reconciler.controller.metrics import Metrics
+from reconciler.controller.repo import GitSource
+from reconciler.errors import ReconcilerError
+from reconciler.operations import Workspace
+from reconciler.sandbox.listen import listen_socket, shown_address
+from reconciler.webhook.app import create_app
+from reconciler.webhook.credentials import ChildLoader
+from reconciler.webhook.log import log, logging_to
+from reconciler.webhook.serve import receiver, stopped_by_signals
+from reconciler.webhook.writer import EventWriter
+
+PUSH_HEADERS = ("X-Reconciler-Token", "X-Gitlab-Token")  # where the push webhook's shared secret is sent
+STOP_TIMEOUT = 600.0  # seconds the run in progress may take to finish its calls in flight on a stop
+
+
+def push_route(controller: Controller, secret: str | None) -> Route:
+    async def push(request: Request) -> Response:
+        if secret is None:
+            return JSONResponse({"message": "the push webhook is off: set serve.push_secret"}, status_code=404)
+        given = next((request.headers[name] for name in PUSH_HEADERS if name in request.headers), "")
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            client = request.client.host if request.client else "-"
+            log(logging.WARNING, f"{client} 401 push webhook refused: wrong or missing token", status=401)
+            return JSONResponse({"message": "wrong or missing token"}, status_code=401)
+        controller.wake.set()
+        log(logging.INFO, "push webhook: reconciling now", push=True)
+        return JSONResponse({"message": "reconciling now"}, status_code=202)
+
+    return Route("/hooks/push", push, methods=["POST"])
+
+
+def controller_routes(controller: Controller, metrics: Metrics, secret: str | None) -> list[Route]:
+    async def scrape(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def ready(request: Request) -> Response:
+        leadership = controller.leadership
+        problem = controller.ready
+        body: dict[str, Any] = {"status": "ready" if problem is None else "not ready", "leader": leadership.leading}
+        if leadership.holder is not None:
+            body["leader_host"], body["leader_pid"] = leadership.holder.host, leadership.holder.pid
+        if controller.commit is not None:
+            body["commit"] = controller.commit
+        if problem is not None:
+            body["reason"] = problem
+        return JSONResponse(body, status_code=200 if problem is None else 503)
+
+    return [
+        Route("/metrics", scrape, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
+        push_route(controller, secret),
+    ]
+
+
+def serve(
+    workspace: Workspace,
+    environ: Mapping[str, str],
+    host: str,
+    port: int,
+    out: TextIO,
+    *,
+    repo: str | None = None,
+    branch: str | None = None,
+    interval: float | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    log_format: str = "text",
+    log_stream: TextIO | None = None,
+) -> None:
+    """Serve until stopped (Ctrl-C or SIGTERM)."""
+    settings = workspace.settings
+    secret = settings.require(settings.serve.push_secret, "serve.push_secret") if settings.serve.push_secret else None
+    workdir = Path(settings.require(settings.serve.workdir, "serve.workdir")) if settings.serve.workdir else None
+    source = None
+    if repo is not None:
+        source = GitSource(repo, branch, settings.root / (workdir or Path(".reconciler/serve")))
+    metrics = Metrics()
+    loader = ChildLoader(settings.file.resolve(), environ)
+    with logging_to(log_stream or sys.stderr, log_format) as lines, contextlib.closing(loader):
+
+        def append(records: Sequence[dict[str, Any]]) -> None:
+            workspace.backend.append_events(records)
+            metrics.count_outcomes(records)
+
+        made = receiver(workspace, environ, reload=loader, writer=EventWriter(append))
+        metrics.watch_receiver(made)
+        controller: Controller | None = None
+
+        def changed(leading: bool) -> None:
+            if controller is not None:
+                controller.leadership_changed(leading)
+
+        leadership = Leadership(workspace.backend, settings.serve.lease_period, changed)
+        controller = Controller(workspace, environ, leadership, metrics, source, interval=interval)
+        metrics.leader.set(0)
+        config = uvicorn.Config(
+            create_app(made, controller_routes(controller, metrics, secret)),
+            log_level="warning",
+            access_log=False,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+        )
+        try:
+            config.load()
+        except (ssl.SSLError, OSError) as error:
+            reason = error.reason if isinstance(error, ssl.SSLError) else error.strerror
+            raise ReconcilerError(f"cannot serve https with {tls_cert} and {tls_key}: {reason or error}") from None
+        sock = listen_socket(host, port)
+        loader.start()
+        server = uvicorn.Server(config)
+        stop_leading = threading.Event()
+        claims = threading.Thread(target=leadership.run, args=(stop_leading,), name="reconciler-lease", daemon=True)
+        with stopped_by_signals(server):
+            claims.start()
+            controller.start()
+            scheme = "https" if tls_cert else "http"
+            address = shown_address(host, sock.getsockname()[1])
+            following = "reading the manifests"
+            if repo is not None:
+                following = f"following {shown_url(repo)} ({branch or 'its default branch'})"
+            out.write(
+                f"Serving on {scheme}://{address}/ (notifications, /hooks/push, /metrics, /healthz, /readyz); "
+                f"{following}; state in {workspace.backend.name}\n"
+            )
+            out.flush()
+            try:
+                server.run(sockets=[sock])
+            finally:
+                log(logging.INFO, "stopping: the run in progress finishes its calls in flight and saves", wait=True)
+                controller.shutdown(STOP_TIMEOUT)
+                stop_leading.set()
+                claims.join()
+                leadership.release()
+                made.close()
+                sock.close()
+                log(logging.INFO, made.summary(), wait=True, events=made.received, not_recorded=made.not_recorded)
+                if lines.dropped:
+                    message = f"{lines.dropped} log lines were dropped: the log stream did not keep up"
+                    log(logging.WARNING, message, wait=True, dropped=lines.dropped)

@@ -1,0 +1,376 @@
+"""`reconciler serve` as users run it: a real subprocess following a git config repo, against the sandbox, on
+each state backend; its push webhook, metrics, health, JSON logs and graceful stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.commands import environment, measured, run
+from tests.files import edit
+from tests.planning import json_changes
+from tests.servers import Sandbox, free_socket, sandbox
+
+PUSH = "push-canary-5"
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "manifests", "reconciler.yaml")
+    git(repo, "commit", "--quiet", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def free_port() -> int:
+    sock = free_socket()
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+def prepare(repo: Path, port: int, serve: str = "") -> str:
+    """The repo's callback sends to the controller on `port`; a git repository with one commit of it."""
+    edit(repo / "manifests" / "callbacks.yaml", "http://127.0.0.1:8081", f"http://127.0.0.1:{port}")
+    config = repo / "reconciler.yaml"
+    config.write_text(config.read_text() + "serve:\n  push_secret: ${env:PUSH_SECRET}\n  lease_period: 3s\n" + serve)
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    return commit(repo, "fleet")
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    url: str
+    stderr_path: Path
+    stdout: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.stderr_path.read_text()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(self.url + "/metrics", timeout=10).text
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(how)
+        out, _ = self.process.communicate(timeout=60)
+        self.stdout += out
+        return self.process.returncode
+
+
+@contextmanager
+def serving(repo: Path, env: dict[str, str], port: int, *options: str) -> Iterator[Served]:
+    command = [sys.executable, "-m", "reconciler", "serve", "--listen", f"127.0.0.1:{port}", *options]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "FLEET_API_", "WEBHOOK_"))}
+    stderr_path = repo.parent / f"serve-{port}.log"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=repo,
+            env={**environ, **measured(env), "PUSH_SECRET": PUSH},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    found = re.match(r"Serving on (http://127\.0\.0\.1:\d+)/ ", banner)
+    if found is None:
+        process.kill()
+        raise AssertionError(f"serve did not start: {banner!r} {stderr_path.read_text()!r}")
+    served = Served(process, found.group(1), stderr_path, banner)
+    try:
+        yield served
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout} s")
+        time.sleep(0.1)
+
+
+def runs(served: Served, result: str) -> float:
+    return served.value("reconciler_runs_total", result=result)
+
+
+def changes_left(repo: Path, box: Sandbox) -> list[Any]:
+    """What a plan of the repo's working tree still holds against the recorded state."""
+    plan = run("plan", "--format", "json", cwd=repo, env=environment(box))
+    assert plan.returncode in (0, 2), plan.stderr
+    return json_changes(json.loads(plan.stdout))
+
+
+def remotes_by_vin(box: Sandbox) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for remote in box.inspect("remotes")["remotes"]:
+        counts[remote["vin"]] = counts.get(remote["vin"], 0) + 1
+    return counts
+
+
+@pytest.mark.slow
+def test_serve_applies_new_commits_wakes_on_push_and_refuses_invalid_ones(any_repo: Path) -> None:
+    repo, port = any_repo, free_port()
+    first = prepare(repo, port)
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = environment(box)
+        with serving(repo, env, port, "--repo", str(repo), "--branch", "main", "--interval", "1h") as served:
+            # leading at once, the first commit is applied without waiting for the interval
+            wait_until(lambda: runs(served, "applied"), what="the first commit applied")
+            assert changes_left(repo, box) == []
+            assert httpx.get(served.url + "/healthz", timeout=10).status_code == 200
+            ready = httpx.get(served.url + "/readyz", timeout=10)
+            assert ready.status_code == 200 and ready.json()["leader"] is True and ready.json()["commit"] == first
+
+            # a new commit, announced by the push webhook: refused without the token, applied at once with it
+            edit(repo / "manifests" / "callbacks.yaml", "size: 10", "size: 5")
+            second = commit(repo, "smaller batches of notifications")
+            assert changes_left(repo, box) != []
+            assert httpx.post(served.url + "/hooks/push", timeout=10).status_code == 401
+            wrong = {"X-Reconciler-Token": "nope"}
+            assert httpx.post(served.url + "/hooks/push", headers=wrong, timeout=10).status_code == 401
+            assert runs(served, "applied") == 1  # neither woke it
+            pushed = httpx.post(served.url + "/hooks/push", headers={"X-Reconciler-Token": PUSH}, timeout=10)
+            assert pushed.status_code == 202
+            wait_until(lambda: runs(served, "applied") == 2, timeout=30, what="the pushed commit applied")
+            assert changes_left(repo, box) == []
+            assert httpx.get(served.url + "/readyz", timeout=10).json()["commit"] == second
+
+            # an invalid commit is reported and not applied: the previous one stays in force
+            edit(repo / "manifests" / "schedules.yaml", 'start: "13:30"', 'start: "25:99"')
+            bad = commit(repo, "a broken schedule")
+            before = box.inspect("remotes")["remotes"]
+            httpx.post(served.url + "/hooks/push", headers={"X-Gitlab-Token": PUSH}, timeout=10)
+            wait_until(lambda: runs(served, "invalid"), timeout=30, what="the invalid commit reported")
+            assert f"commit {bad[:12]} is invalid and not applied" in served.log()
+            assert f"commit {second[:12]} stays in force" in served.log()
+            assert box.inspect("remotes")["remotes"] == before
+            assert httpx.get(served.url + "/readyz", timeout=10).json()["commit"] == second
+
+            # notifications reach the receiver of the same process
+            wait_until(lambda: served.value("reconciler_events_received_total", result="recorded") > 0)
+            metrics = served.metrics()
+            assert served.stop() == 0
+    calls = {
+        (dict(labels)["kind"], dict(labels)["result"]): value
+        for (name, labels), value in metrics.items()
+        if name == "reconciler_api_calls_total"
+    }
+    assert calls[("post_remote", "202")] == 30
+    assert sum(value for (kind, _), value in calls.items() if kind == "create_callback") == 1
+    assert sum(value for (kind, _), value in calls.items() if kind == "update_callback") == 1
+    assert calls[("list_vehicles", "200")] >= 1
+    assert metrics[("reconciler_outcomes_total", (("cause", ""), ("outcome", "Success")))] > 0
+    assert metrics[("reconciler_runs_total", (("result", "applied"),))] == 2
+    assert metrics[("reconciler_runs_total", (("result", "invalid"),))] == 1
+    assert metrics[("reconciler_run_duration_seconds_count", ())] == 3
+    assert metrics[("reconciler_leader", ())] == 1
+    day = metrics[("reconciler_quota_remaining", (("window", "day"),))]
+    assert 0 < day < box.settings.daily_limit
+    assert ("reconciler_quota_remaining", (("window", "second"),)) in metrics
+    log = served.log()
+    assert "released the leader lease" in log
+    assert PUSH not in log and env["FLEET_API_PASSWORD"] not in log
+
+
+@pytest.mark.slow
+def test_an_exceeded_guard_is_reported_and_not_applied(tmp_path: Path, repo: Path) -> None:
+    port = free_port()
+    prepare(repo, port)
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = environment(box)
+        with serving(repo, env, port, "--repo", str(repo), "--interval", "1h") as served:
+            wait_until(lambda: runs(served, "applied"), what="the first commit applied")
+            # every vehicle changes: past the examples' guard max_changed_vehicles 50%
+            edit(repo / "manifests" / "schedules.yaml", 'start: "06:45"', 'start: "06:30"')
+            commit(repo, "earlier shift for everyone")
+            calls = served.value("reconciler_api_calls_total", kind="post_remote", result="202")
+            httpx.post(served.url + "/hooks/push", headers={"X-Reconciler-Token": PUSH}, timeout=10)
+            wait_until(lambda: runs(served, "blocked"), timeout=30, what="the guard reported")
+            assert served.value("reconciler_api_calls_total", kind="post_remote", result="202") == calls
+            assert changes_left(repo, box) != []
+            assert "max_changed_vehicles" in served.log()
+            assert served.stop() == 0
+
+
+@pytest.mark.slow
+def test_json_logs_parse_line_by_line_and_sigterm_finishes_the_run_and_releases_the_lease(repo: Path) -> None:
+    port = free_port()
+    prepare(repo, port)
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = {**environment(box), "RECONCILER_API_RATE_LIMIT": "20"}  # slow: the stop comes mid-run
+        with serving(repo, env, port, "--log-format", "json") as served:  # no --repo: the config folder
+            wait_until(lambda: served.value("reconciler_api_calls_total", kind="post_remote", result="202") >= 5)
+            manual = run("apply", "--auto-approve", cwd=repo, env=env)  # the controller holds the writers' lock
+            assert manual.returncode == 5, manual.stderr
+            assert served.stop() == 0
+    lines = [json.loads(line) for line in served.log().splitlines()]
+    messages = [line["message"] for line in lines]
+    assert any(line.get("leader") is True for line in lines)
+    run_lines = [line for line in lines if "run_result" in line]
+    assert len(run_lines) == 1 and run_lines[0]["run_result"] == "interrupted"
+    assert run_lines[0]["calls"] >= 5 and run_lines[0]["plan_digest"].startswith("sha256:")
+    assert "released the leader lease" in messages
+    # what was sent was recorded: the next plan holds only what was not
+    lease = repo / ".reconciler" / "state.json.lease"
+    assert lease.read_text() == ""
+    state = json.loads((repo / ".reconciler" / "state.json").read_text())
+    assert state["serial"] >= 1
+    assert not (repo / ".reconciler" / "state.json.lock").exists()
+
+
+@pytest.mark.slow
+def test_two_replicas_on_postgres_one_leads_and_the_other_takes_over_a_killed_leader(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """kill -9 of the leader mid-apply: the follower takes the lease within two lease periods, finds the calls
+    the leader journalled, and converges with one remote per vehicle and one callback."""
+    from tests.commands import labels
+    from tests.postgres import use_postgres
+
+    monkeypatch.setenv("STATE_DSN", request.getfixturevalue("pg_dsn"))
+    use_postgres(repo, request.getfixturevalue("pg_schema"))
+    period = 3.0
+    first_port, second_port = free_port(), free_port()
+    prepare(repo, first_port)  # the API notifies the first replica (a load balancer would pick either)
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = {**environment(box), "RECONCILER_API_RATE_LIMIT": "10", "STATE_DSN": os.environ["STATE_DSN"]}
+        options = ("--repo", str(repo), "--interval", "1s")
+        with serving(repo, env, first_port, *options) as first:
+            wait_until(lambda: first.value("reconciler_leader") == 1, what="the first replica leads")
+            with serving(repo, env, second_port, *options) as second:
+                wait_until(lambda: httpx.get(second.url + "/readyz", timeout=10).status_code == 200)
+                assert second.value("reconciler_leader") == 0
+                ready = httpx.get(second.url + "/readyz", timeout=10).json()
+                assert ready["leader"] is False and ready["leader_pid"] == first.process.pid
+                wait_until(lambda: first.value("reconciler_api_calls_total", kind="post_remote", result="202") >= 5)
+                assert runs(second, "applied") == 0  # the follower neither plans nor applies
+                first.process.kill()  # kill -9, mid-apply: its lease and its writers' lock are left behind
+                killed = time.monotonic()
+                first.process.wait()
+                wait_until(lambda: second.value("reconciler_leader") == 1, timeout=2 * period)
+                took = time.monotonic() - killed
+                wait_until(lambda: runs(second, "applied"), what="the new leader converged")
+                assert changes_left(repo, box) == []
+                assert second.stop() == 0
+        per_vin = remotes_by_vin(box)
+        assert len(per_vin) == 30 and set(per_vin.values()) == {1}
+        assert labels(box) == ["fleet-ops"]
+    assert took < 2 * period
+    assert "following the leader" in second.log() and "leading: this replica plans and applies" in second.log()
+
+
+@pytest.mark.slow
+def test_a_config_repo_that_cannot_be_fetched_makes_the_replica_not_ready_and_nothing_is_applied(repo: Path) -> None:
+    port = free_port()
+    prepare(repo, port)
+    missing = repo.parent / "no-such-repo"
+    with (
+        sandbox(vehicles=40, asleep_rate=0.0) as box,
+        serving(repo, environment(box), port, "--repo", str(missing), "--interval", "1h") as served,
+    ):
+        wait_until(lambda: runs(served, "error"), what="the failed fetch reported")
+        ready = httpx.get(served.url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["leader"] is True
+        assert ready.json()["reason"].startswith("the config repo cannot be read: git fetch failed")
+        assert httpx.get(served.url + "/healthz", timeout=10).status_code == 200  # alive: notifications go on
+        assert box.inspect("remotes")["remotes"] == []
+        assert "the config repo cannot be fetched: git fetch failed" in served.log()
+        assert served.stop() == 0
+
+
+@pytest.mark.slow
+def test_a_token_in_the_repo_url_is_never_shown(repo: Path) -> None:
+    port = free_port()
+    prepare(repo, port)
+    url = "http://deploy:tok-canary-6@127.0.0.1:9/fleet.git"
+    with (
+        sandbox(vehicles=40, asleep_rate=0.0) as box,
+        serving(repo, environment(box), port, "--repo", url, "--interval", "1h") as served,
+    ):
+        wait_until(lambda: runs(served, "error"), what="the failed fetch reported")
+        assert served.stop() == 0
+    assert "following http://***@127.0.0.1:9/fleet.git (its default branch)" in served.stdout
+    assert "tok-canary-6" not in served.stdout + served.log()
+
+
+def controller_for(repo: Path, env: dict[str, str]) -> Any:
+    from reconciler.controller.leader import Leadership
+    from reconciler.controller.loop import Controller
+    from reconciler.controller.metrics import Metrics
+    from reconciler.operations import open_workspace
+
+    workspace = open_workspace(repo / "reconciler.yaml", env)
+    return Controller(workspace, env, Leadership(workspace.backend, 30), Metrics())
+
+
+@pytest.mark.slow
+def test_invalid_manifests_of_the_config_folder_are_reported_and_not_applied(repo: Path) -> None:
+    edit(repo / "manifests" / "schedules.yaml", 'start: "13:30"', 'start: "25:99"')
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        controller = controller_for(repo, {**os.environ, **environment(box)})
+        found = controller.run_once()
+        assert found.result == "invalid" and "the manifests are invalid and not applied" in found.message
+        assert "schedules.yaml:" in found.message
+        assert box.inspect("remotes")["remotes"] == []
+
+
+@pytest.mark.slow
+def test_a_replica_that_loses_the_lease_stops_its_run(repo: Path) -> None:
+    import threading
+
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = {**os.environ, **environment(box), "RECONCILER_API_RATE_LIMIT": "10"}
+        controller = controller_for(repo, env)
+        done: list[Any] = []
+        worker = threading.Thread(target=lambda: done.append(controller.run_once()))
+        worker.start()
+        wait_until(lambda: len(box.inspect("remotes")["remotes"]) >= 3, timeout=30)
+        controller.leadership_changed(False)  # another replica took the lease
+        worker.join(30)
+        assert not worker.is_alive()
+        (found,) = done
+        assert found.result == "interrupted" and 3 <= found.calls < 31
+        assert len(box.inspect("remotes")["remotes"]) == found.calls - 1  # the callback, then remotes
