@@ -64,6 +64,7 @@ class Workspace:
             excludes=tuple(Selector.parse(e) for e in excludes),
             guards=self.settings.guards,
             fingerprint_key=self.fingerprint_key,
+            zone=self.settings.zone,
         )
 
     @property
@@ -83,7 +84,7 @@ class Workspace:
                 state = State.new(self.fleet)
             if state is not None:
                 fold(state, journal, "the journal")
-                fold_events(state, self.backend.read_events())
+                fold_events(state, self.backend.read_events(), self.settings.zone)
         if state is not None and state.fleet != self.fleet:
             assert self.settings.fleet is not None
             raise StateError(
@@ -201,7 +202,7 @@ def writer_state(
     state = workspace.load_state() or State.new(workspace.fleet)
     recovered = recover(state, workspace.backend, client)
     events = workspace.backend.read_events()
-    changed, _ = fold_events(state, events)
+    changed, _ = fold_events(state, events, workspace.settings.zone)
     if recovered or (changed and save_events):
         state.serial = workspace.backend.save(state, state.serial or None, lock=lease.id)
         workspace.backend.clear_journal()
@@ -357,6 +358,7 @@ def apply_changes(
             stop=stop,
             lease=lease,
             fingerprint_key=options.fingerprint_key,
+            zone=workspace.settings.zone,
         )
         try:
             run.report = applier.run()
