@@ -166,6 +166,11 @@ def test_after_failures_the_next_plan_holds_then_retries_exactly_the_transient_o
         assert all(
             re.fullmatch(rf"retried after \S+ UTC \({failed[vin]}, attempt 1\)", detail) for vin, detail in held.items()
         )
+        status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
+        assert (status["held"], status["converged"]) == (len(transient), 30 - len(failed))
+        assert status["fleet_health"]["health"]["Held"] == len(transient)
+        assert status["fleet_health"]["health"]["Degraded"] == len(permanent)
+        assert f", {len(transient)} held back.\n" in run("status", cwd=repo, env=env).stdout
         # once the backoff is over, exactly the transient ones are retried
         state = backend.load()
         assert state is not None
