@@ -158,6 +158,7 @@ def api_config(workspace: Workspace, parallelism: int | None = None) -> ApiConfi
         parallelism=parallelism or api.parallelism,
         timeout=api.timeout,
         max_retry_wait=api.max_retry_wait,
+        daily_budget=api.daily_budget,
     )
     if missing:
         raise ConfigError(missing)
@@ -377,7 +378,8 @@ def apply_changes(
             done = sum(1 for r in report.results if r.ok)
             raise ApiUnavailableError(
                 f"{client.breaker.reason}. {plural(done, 'call')} done and recorded, "
-                f"{plural(len(report.skipped), 'call')} not sent; the next plan holds what is left"
+                f"{plural(len(report.skipped), 'call')} not sent; the next plan holds what is left",
+                resets_at=client.breaker.resets_at,
             )
         run.report.interrupted = stop.is_set()
         again = make_plan(desired, state, workspace.fleet, replace(options, targets=(), excludes=()))
