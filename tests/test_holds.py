@@ -208,3 +208,28 @@ def test_held_and_unheld_vehicles_alike_are_planned_apart() -> None:
     result = plan(want, recorded)
     assert [c.vin for c in result.changes if c.kind == "slot"] == [VIN_B]
     assert [n.vins for n in result.notice_groups] == [(VIN_A,)]
+
+
+def test_an_outcome_dated_at_the_end_of_the_calendar_holds_from_now() -> None:
+    """An event's date is the sender's word: one far ahead would overflow next month's date, or hold the
+    vehicle for ever; it counts from now instead."""
+    recorded = state()
+    sent(recorded, VIN_A, "r1", program(1))
+    sent(recorded, VIN_B, "r2", program(1))
+    events = [
+        {"callbackId": "id-cb", "remoteActionId": rid, "type": "Done", "status": "Failed", "failureCause": cause}
+        | {"eventDate": "9999-12-31T23:59:59Z"}
+        for rid, cause in (("r1", "TooManyWakeUpsOverMonth"), ("r2", "VehicleConnectionTimeout"))
+    ]
+    before = datetime.now(UTC).replace(microsecond=0)
+    assert fold_events(recorded, events, PARIS) == (2, [])
+    assert recorded.holds[VIN_A].until == isotime(next_month(before, PARIS))
+    backoff = datetime.fromisoformat(recorded.holds[VIN_B].until) - before
+    assert timedelta(minutes=5) <= backoff <= timedelta(minutes=6)
+
+
+def test_an_outcome_dated_before_its_remote_was_posted_counts_from_the_posting() -> None:
+    recorded = state()
+    sent(recorded, VIN_A, "r1", program(1))
+    failed(recorded, "r1", "VehicleConnectionTimeout", at=NOW - timedelta(days=30))
+    assert recorded.holds[VIN_A].until == isotime(NOW + timedelta(minutes=5))

@@ -37,6 +37,7 @@ from reconciler.state.model import (
 
 BACKOFF_BASE = timedelta(minutes=5)
 BACKOFF_CAP = timedelta(hours=6)
+FUTURE = timedelta(days=366)  # how far ahead of the clock an outcome's date is believed
 
 
 def record_callback(
@@ -116,7 +117,10 @@ def _hold(state: State, action: ActionRecord, outcome: Outcome, at: str | None, 
         return  # not retried at all (plan shows it as failed): nothing to wait for
     previous = state.holds.get(vin)
     attempts = 1 if previous is None else previous.attempts if again else previous.attempts + 1
-    state.holds[vin] = hold_after(cause, attempts, _moment(at, action.posted_at), zone)
+    try:
+        state.holds[vin] = hold_after(cause, attempts, _moment(at, action.posted_at), zone)
+    except (OverflowError, ValueError):  # a time at the edge of the calendar: count from now instead
+        state.holds[vin] = hold_after(cause, attempts, utcnow(), zone)
 
 
 def hold_after(cause: str, attempts: int, failed_at: datetime, zone: tzinfo = UTC) -> Hold:
@@ -136,14 +140,20 @@ def next_month(moment: datetime, zone: tzinfo = UTC) -> datetime:
     return datetime(year, month, 1, tzinfo=zone)
 
 
-def _moment(at: str | None, fallback: str) -> datetime:
-    for text in (at, fallback):
-        if text:
-            try:
-                return parse_time(text)
-            except ValueError:
-                continue
-    return utcnow()
+def _moment(at: str | None, posted_at: str) -> datetime:
+    """When the outcome happened: `at` (an event's date, as the API or a notification says), believed between
+    the remote's posting (an earlier one is clock skew) and a year from now (a later one is not a date of
+    this outcome, and would hold the vehicle for ever); the posting time when `at` is unknown."""
+    now = utcnow()
+    try:
+        posted = parse_time(posted_at)
+    except ValueError:
+        posted = now
+    try:
+        moment = parse_time(at) if at else posted
+    except ValueError:
+        moment = posted
+    return moment if posted <= moment <= now + FUTURE else posted if moment < posted else now
 
 
 def outcome_of(status: str) -> Outcome:
