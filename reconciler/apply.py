@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any, TypeVar
 
 from reconciler.address import Address
@@ -103,6 +104,7 @@ class Applier:
         clock: Callable[[], float] = time.monotonic,
         lease: Lease | None = None,
         fingerprint_key: str | None = None,
+        zone: tzinfo = UTC,
     ) -> None:
         self.plan, self.desired, self.state, self.backend, self.client = plan, desired, state, backend, client
         self.parallelism = max(1, parallelism)
@@ -111,6 +113,7 @@ class Applier:
         self.clock = clock
         self.lease = lease
         self.key = fingerprint_key or state.salt
+        self.zone = zone  # the fleet's time zone: where the month of a monthly hold ends
         self.lock = threading.Lock()
         self.report = ApplyReport()
         self.loaded_serial: int | None = state.serial if state.serial else None
@@ -417,6 +420,7 @@ class Applier:
                         status=status[:100],
                         cause=cause[:100] if isinstance(cause, str) else None,
                         at=isotime(utcnow()),
+                        zone=self.zone,
                     )
                 if outcome != Outcome.PENDING:
                     pending.pop(action_id)

@@ -10,13 +10,15 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reconciler import schema
 from reconciler.api import MAX_RETRY_WAIT, PARALLELISM, RATE_LIMIT, TIMEOUT
+from reconciler.api.breaker import DailyBudget
 from reconciler.diagnostics import Diagnostic, Severity, Source, clip
 from reconciler.envsubst import ENV_REF, EnvValue, resolve
 from reconciler.errors import ConfigError
@@ -86,6 +88,7 @@ class ApiSettings:
     parallelism: int = PARALLELISM
     timeout: float = TIMEOUT
     max_retry_wait: float = MAX_RETRY_WAIT
+    daily_budget: DailyBudget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +135,13 @@ class Settings:
     guards: Mapping[str, Limit] = field(default_factory=dict)
     pending_timeout: float = 1800.0
     serve: ServeSettings = ServeSettings()
+    timezone: str = "UTC"
     diagnostics: tuple[Diagnostic, ...] = ()
+
+    @property
+    def zone(self) -> tzinfo:
+        """The fleet's time zone (`timezone`, checked when the settings were loaded)."""
+        return time_zone(self.timezone)
 
     def require(self, value: EnvValue | None, what: str) -> str:
         """A setting's resolved value; ConfigError if it is unset or names an unset variable."""
@@ -280,6 +289,25 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
                 f"pending_timeout must be from 1s to 168h (7 days), not {data['pending_timeout']}",
             )
         )
+    zone_name = str(data.get("timezone", "UTC"))
+    if zone_problem(zone_name):
+        found.append(
+            Diagnostic(
+                document.position(("timezone",)),
+                "timezone",
+                f"timezone '{clip(zone_name)}' is not a time zone this system knows: an IANA name such as "
+                "Europe/Paris, America/New_York or UTC (the names are case-sensitive)",
+            )
+        )
+    budget = None if api.get("daily_budget") is None else DailyBudget.parse(api["daily_budget"])
+    if budget is not None and not budget.amount:
+        found.append(
+            Diagnostic(
+                document.position(("api", "daily_budget")),
+                "value",
+                f"api.daily_budget {budget.text} lets no request through: give a share above 0%",
+            )
+        )
     settings = Settings(
         file=file,
         root=file.parent,
@@ -297,6 +325,7 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
             parallelism=int(api.get("parallelism", PARALLELISM)),
             timeout=float(api.get("timeout", TIMEOUT)),
             max_retry_wait=float(api.get("max_retry_wait", MAX_RETRY_WAIT)),
+            daily_budget=budget,
         ),
         state=StateSettings(
             backend=state.get("backend", "file"),
@@ -309,6 +338,7 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
         guards={name: Limit.parse(value) for name, value in data.get("guards", {}).items()},
         pending_timeout=pending_timeout,
         serve=_serve(document, text, found),
+        timezone=zone_name,
         diagnostics=tuple(found),
     )
     if any(d.is_error for d in found):
@@ -399,6 +429,20 @@ def _manifest_paths(
             continue
         paths.append(path)
     return ManifestPaths(paths, None if anywhere else file.parent)
+
+
+def time_zone(name: str) -> tzinfo:
+    """The time zone of an IANA name; UTC needs no time zone database."""
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
+def zone_problem(name: str) -> bool:
+    """Whether `name` is not a time zone the system's database holds."""
+    try:
+        time_zone(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return True
+    return False
 
 
 def parse_duration(value: int | str) -> float:

@@ -22,6 +22,7 @@ The CLI turns these into exit codes through `exit_code_for`, in one place.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -151,9 +152,14 @@ class ApiAnswerError(ApiError):
 
 class ApiUnavailableError(ApiError):
     """A systemic failure stopped the run: nothing more is sent (the API unreachable, the credentials refused,
-    or a quota wait longer than api.max_retry_wait). `call_sent` as for RunInterrupted."""
+    a quota wait longer than api.max_retry_wait, or api.daily_budget spent). `resets_at`: for a quota, when
+    sending may start again. `call_sent` as for RunInterrupted."""
 
     call_sent = True
+
+    def __init__(self, message: str, *, resets_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
 
 
 class RunInterrupted(ReconcilerError):

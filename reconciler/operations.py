@@ -67,6 +67,7 @@ class Workspace:
             excludes=tuple(Selector.parse(e) for e in excludes),
             guards=self.settings.guards,
             fingerprint_key=self.fingerprint_key,
+            zone=self.settings.zone,
         )
 
     @property
@@ -86,7 +87,7 @@ class Workspace:
                 state = State.new(self.fleet)
             if state is not None:
                 fold(state, journal, "the journal")
-                fold_events(state, self.backend.read_events())
+                fold_events(state, self.backend.read_events(), self.settings.zone)
         if state is not None and state.fleet != self.fleet:
             assert self.settings.fleet is not None
             raise StateError(
@@ -160,6 +161,7 @@ def api_config(workspace: Workspace, parallelism: int | None = None) -> ApiConfi
         parallelism=parallelism or api.parallelism,
         timeout=api.timeout,
         max_retry_wait=api.max_retry_wait,
+        daily_budget=api.daily_budget,
     )
     if missing:
         raise ConfigError(missing)
@@ -204,7 +206,7 @@ def writer_state(
     state = workspace.load_state() or State.new(workspace.fleet)
     recovered = recover(state, workspace.backend, client)
     events = workspace.backend.read_events()
-    changed, _ = fold_events(state, events)
+    changed, _ = fold_events(state, events, workspace.settings.zone)
     if recovered or (changed and save_events):
         state.serial = workspace.backend.save(state, state.serial or None, lock=lease.id)
         workspace.backend.clear_journal()
@@ -360,6 +362,7 @@ def apply_changes(
             stop=stop,
             lease=lease,
             fingerprint_key=options.fingerprint_key,
+            zone=workspace.settings.zone,
         )
         try:
             run.report = applier.run()
@@ -378,7 +381,8 @@ def apply_changes(
             done = sum(1 for r in report.results if r.ok)
             raise ApiUnavailableError(
                 f"{client.breaker.reason}. {plural(done, 'call')} done and recorded, "
-                f"{plural(len(report.skipped), 'call')} not sent; the next plan holds what is left"
+                f"{plural(len(report.skipped), 'call')} not sent; the next plan holds what is left",
+                resets_at=client.breaker.resets_at,
             )
         run.report.interrupted = stop.is_set()
         again = make_plan(desired, state, workspace.fleet, replace(options, targets=(), excludes=()))

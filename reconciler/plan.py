@@ -53,6 +53,7 @@ class NoticeKind(StrEnum):
     FAILED = "failed"  # a permanent failure, retried only with --retry-failed
     FOREIGN = "foreign"  # a program reconciler did not set, left alone without takeover
     NOT_IN_FLEET = "not-in-fleet"  # a VIN the fleet's vehicle list does not hold
+    HELD = "held"  # changes held back until a vehicle's hold ends (state.holds: out of wake-ups, or backing off)
 
 
 class CauseKind(StrEnum):

@@ -7,13 +7,17 @@ Per slot, with the recorded outcome of the remote that last touched it (DESIGN.m
 - equal, but Failed with a transient cause, Pending past the timeout, or of unknown outcome: retry;
 - Failed with a permanent cause: shown as failed, retried only with retry_failed;
 - different or new: set; recorded but no longer desired: delete (the Delete entry carries the recorded program).
+
+A vehicle held back (`State.holds`, until its hold ends) gets a `held` notice instead of the changes its hold
+covers: every change under a monthly hold (the API refuses any wake-up before the month ends), only retries under
+a backoff hold (a program the manifests newly ask for is new work, planned at once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, NamedTuple, TypeVar
 
 from reconciler.address import Address
@@ -39,20 +43,19 @@ from reconciler.plan import (
     callback_call,
 )
 from reconciler.selectors import Selection, Selector, check_selectors
-from reconciler.state.model import DONE, ActionRecord, Outcome, SlotKind, SlotRecord, State
+from reconciler.state.model import (
+    DONE,
+    PERMANENT_CAUSES,
+    UNKNOWN_CAUSE,
+    ActionRecord,
+    Hold,
+    Outcome,
+    SlotKind,
+    SlotRecord,
+    State,
+)
 
 T = TypeVar("T")
-
-# causes that retrying will not fix; every other failure cause is treated as transient
-PERMANENT_CAUSES = frozenset(
-    {
-        "MissingRights",
-        "WrongCommand",
-        "NotPossibleDueToVehiclePrivacyLevel",
-        "NotPossibleDueToVehicleStolenState",
-        "CanceledByDriver",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class PlanOptions:
     guards: Mapping[str, Limit] = field(default_factory=dict)
     fingerprint_key: str | None = None
     takeover: bool = False  # replace programs reconciler did not set, whatever the schedules say
+    zone: tzinfo = UTC  # the fleet's time zone, in which held notices give their times
 
 
 def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOptions) -> Plan:
@@ -78,12 +82,16 @@ def make_plan(desired: Desired, state: State | None, fleet: str, options: PlanOp
     changed: dict[int, tuple[tuple[SlotChange, ...], list[str]]] = {}
     noticed: dict[int, tuple[_NoticeKey, list[str]]] = {}
     left_out = 0
+    # holds in force: few vehicles at a time, and part of what their plan depends on (the memo's key)
+    holds = {vin: hold for vin, hold in recorded.holds.items() if parse_time(hold.until) > options.now}
     for vin in sorted(desired.vehicles.keys() | recorded.slots.keys()):
         if vin in recorded.not_in_fleet and vin in desired.vehicles:
             key = vehicles.absent(recorded.not_in_fleet[vin])
             noticed.setdefault(id(key), (key, []))[1].append(vin)
             continue
-        planned = vehicles.plan(desired.vehicles.get(vin, ()), recorded.slots.get(vin))
+        planned = vehicles.plan(
+            desired.vehicles.get(vin, ()), recorded.slots.get(vin), holds.get(vin) if holds else None
+        )
         if planned is None:
             continue
         slot_changes, notices = planned
@@ -219,19 +227,39 @@ class _Vehicles:
         )
         return self.intern(_NoticeKey(NoticeKind.NOT_IN_FLEET, detail, ()))
 
-    def plan(self, wanted: tuple[SlotAssignment, ...], recorded: Mapping[int, SlotRecord] | None) -> _Planned | None:
-        """One vehicle's changes and notices; None when it is settled (the common case on a converged fleet)."""
+    def plan(
+        self, wanted: tuple[SlotAssignment, ...], recorded: Mapping[int, SlotRecord] | None, hold: Hold | None = None
+    ) -> _Planned | None:
+        """One vehicle's changes and notices; None when it is settled (the common case on a converged fleet).
+        `hold`: the vehicle's hold in force, if any."""
         if recorded is None:
             key: Any = id(wanted)  # the desired tuples live as long as the plan is made
         else:
             if len(wanted) == len(recorded) and _all_settled(wanted, recorded, self.state.actions):
                 return None
             key = (id(wanted), *(self._record_key(slot, record) for slot, record in recorded.items()))
+        if hold is not None:
+            key = (key, hold)  # a Hold is never a memo key's part otherwise: no clash with an unheld vehicle
         planned = self.memo.get(key)
         if planned is None:
             changes, notices = self._vehicle(wanted, recorded or {})
+            if hold is not None:
+                changes = self._hold_back(hold, changes, notices)
             planned = self.memo[key] = (self.intern(tuple(changes)), tuple(map(self.intern, notices)))
         return planned
+
+    def _hold_back(self, hold: Hold, changes: list[SlotChange], notices: list[_NoticeKey]) -> list[SlotChange]:
+        """The changes a hold lets through; a `held` notice names the slots of those it holds back."""
+        held = [change for change in changes if hold.monthly or change.action is Action.RETRY]
+        if not held:
+            return changes
+        until = _local(hold.until, self.options.zone)
+        if hold.monthly:
+            detail = f"held until {until} ({hold.cause})"
+        else:
+            detail = f"retried after {until} ({hold.cause}, attempt {hold.attempts})"
+        notices.append(_NoticeKey(NoticeKind.HELD, detail, tuple(change.slot for change in held), hold.cause))
+        return [change for change in changes if change not in held]
 
     def _record_key(self, slot: int, record: SlotRecord) -> tuple[Any, ...]:
         """What the plan of a recorded slot depends on: not the remote's id, only how it ended (or since when
@@ -310,7 +338,7 @@ class _Vehicles:
             return
         options = self.options
         if action.outcome == Outcome.FAILED:
-            cause = action.cause or "unknown cause"
+            cause = action.cause or UNKNOWN_CAUSE
             if cause in PERMANENT_CAUSES and not options.retry_failed:
                 notices.setdefault(
                     (NoticeKind.FAILED, f"{cause} (retried only with --retry-failed)", cause), []
@@ -370,6 +398,11 @@ def _all_settled(
             if action is None or action.outcome not in DONE:
                 return False
     return True
+
+
+def _local(moment: str, zone: tzinfo) -> str:
+    """A recorded time as the fleet's people read it: to the minute, in the fleet's time zone, named."""
+    return f"{parse_time(moment).astimezone(zone):%Y-%m-%dT%H:%M} {zone}"
 
 
 def _duration(seconds: float) -> str:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
+from reconciler.clock import utcnow
+from reconciler.health import fleet_health
 from reconciler.model import Desired
 from reconciler.plan import CauseKind, NoticeKind, Plan
 from reconciler.state.events import tally
@@ -16,8 +19,13 @@ from reconciler.state.model import State
 
 
 def fleet_status(
-    desired: Desired, state: State | None, plan: Plan, events: Iterable[Mapping[str, Any]]
+    desired: Desired,
+    state: State | None,
+    plan: Plan,
+    events: Iterable[Mapping[str, Any]],
+    now: datetime | None = None,
 ) -> dict[str, Any]:
+    """Convergence figures from a plan, and health (reconciler.health) from the state at `now`."""
     vehicles = set(desired.vehicles) | set(state.slots if state else ())
     changing = plan.vins()
     noticed: dict[NoticeKind, set[str]] = {kind: set() for kind in NoticeKind}
@@ -54,17 +62,20 @@ def fleet_status(
     updated = [a.updated_at for a in (state.actions.values() if state else ()) if a.updated_at]
     absent = noticed[NoticeKind.NOT_IN_FLEET]
     # each vehicle counts once: a vehicle with a slot to change and another in flight is to change
-    in_flight = noticed[NoticeKind.IN_FLIGHT] - changing - failed
+    held = noticed[NoticeKind.HELD] - changing - failed  # a vehicle whose only changes a hold keeps back
+    in_flight = noticed[NoticeKind.IN_FLIGHT] - changing - failed - held
     return {
         "vehicles": len(vehicles),
-        "converged": len(vehicles - changing - in_flight - failed - absent),
+        "converged": len(vehicles - changing - in_flight - failed - absent - held),
         "not_in_fleet": len(absent),
         "in_flight": len(in_flight),
         "to_change": len(changing - failed),
         "failed": len(failed),
+        "held": len(held),
         "drifted": len(drifted),
         "failed_by_cause": dict(sorted(causes.items())),
         "oldest_pending": min(pending) if pending else None,
         "last_event": max(received + updated) if received or updated else None,
+        "fleet_health": fleet_health(desired, state, plan, now or utcnow()),
         **tally(state, events),  # events folding ignores: unknown remote action, another callback, malformed
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -136,14 +138,20 @@ def test_a_stale_saved_plan_is_refused_with_no_writes(repo: Path, box: Sandbox) 
     assert sum(delta[k] for k in ("create_callback", "update_callback", "post_remote", "delete_callback")) == 0
 
 
-def record_outcomes(repo: Path, outcome: str, cause: str | None = None, count: int | None = None) -> int:
-    """What a receiver does meanwhile: record outcomes of remotes still pending (the state's serial moves)."""
+def record_outcomes(
+    repo: Path, outcome: str, cause: str | None = None, count: int | None = None, backoff_over: bool = False
+) -> int:
+    """What a receiver does meanwhile: record outcomes of remotes still pending (the state's serial moves).
+    `backoff_over`: the holds the failures set have ended, as if the failures were a while ago."""
     backend = backend_of(repo)
     state = backend.load()
     assert state is not None
     pending = [rid for rid, action in sorted(state.actions.items()) if action.outcome == "Pending"][:count]
     for rid in pending:
         record_outcome(state, rid, outcome, status=outcome, cause=cause, at=isotime(utcnow()))
+    if backoff_over:
+        ended = isotime(utcnow() - timedelta(seconds=1))
+        state.holds = {vin: dataclasses.replace(hold, until=ended) for vin, hold in state.holds.items()}
     return backend.save(state, state.serial)
 
 
@@ -152,7 +160,8 @@ def test_a_saved_plan_applies_after_outcomes_are_recorded_unless_they_change_it(
     assert run("apply", "--auto-approve", cwd=repo, env=env).returncode == 0  # outcomes not waited for
     edit(repo / "manifests" / "callbacks.yaml", "retryDelay: 120", "retryDelay: 90")
     assert run("plan", "--out", "plan.json", cwd=repo, env=env).returncode == 0
-    moved = record_outcomes(repo, "Failed", "VehicleConnectionTimeout", count=1)  # now a retry to plan
+    # a failure whose backoff (5 minutes after a first failure) is over: now a retry to plan
+    moved = record_outcomes(repo, "Failed", "VehicleConnectionTimeout", count=1, backoff_over=True)
     before = calls(box)
     refused = run("apply", "--auto-approve", "plan.json", cwd=repo, env=env)
     assert refused.returncode == 1

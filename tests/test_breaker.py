@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from reconciler.api.breaker import DailyBudget
 from reconciler.api.client import ApiConfig, FleetClient, RetryPolicy
+from reconciler.clock import isotime
 from reconciler.errors import ApiAnswerError, ApiRequestError, ApiStatusError, ApiUnavailableError, RunInterrupted
 from tests.mockapi import CONFIG, FLEET, Recorder, client, error
 
@@ -219,3 +223,57 @@ def test_retry_policy_still_applies_below_the_breaker() -> None:
     )
     assert api.vehicle_status("v-1")["vin"] == "V"
     assert len(sleeps) == 2 and not api.breaker.tripped
+
+
+def quota_answers(limit: int, used: int, reset: str | None = None) -> Recorder:
+    """An API whose daily quota of `limit` had `used` requests before ours; each answer counts one more."""
+    count = iter(range(used + 1, 10**9))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        headers = {"X-RateLimit-Limit-1": str(limit), "X-RateLimit-Remaining-1": str(max(0, limit - next(count)))}
+        if reset is not None:
+            headers["X-RateLimit-Reset"] = reset
+        return httpx.Response(200, json={"_links": {}, "vin": "V", "createdAt": "t"}, headers=headers)
+
+    return Recorder(answer)
+
+
+@pytest.mark.parametrize(("budget", "used", "sent"), [("50%", 0, 5), ("50%", 3, 2), ("7", 0, 7), ("50%", 9, 1)])
+def test_the_daily_budget_stops_sending_once_the_days_requests_reach_it(budget: str, used: int, sent: int) -> None:
+    """A quota of 10 a day, `used` of it by others: the budget counts the day's requests, ours and theirs."""
+    recorder = quota_answers(10, used)
+    config = dataclasses.replace(CONFIG, daily_budget=DailyBudget.parse(budget))
+    with (
+        FleetClient(config, FLEET, transport=httpx.MockTransport(recorder), sleep=lambda s: None) as api,
+        pytest.raises(ApiUnavailableError) as raised,
+    ):
+        for vehicle in range(20):
+            api.vehicle_status(f"v-{vehicle}")
+    assert len(recorder.requests) == sent
+    assert api.quota["day"] == 10 - used - sent
+    message = str(raised.value)
+    assert f"stopped: api.daily_budget is spent: {used + sent} of the Fleet API's 10 requests a day used" in message
+    assert "nothing more is sent until the day's requests age out of the API's 24-hour window: by 20" in message
+    assert raised.value.resets_at is not None
+
+
+def test_the_daily_budget_says_when_the_quota_resets_when_the_api_does() -> None:
+    recorder = quota_answers(100, 60, reset="3600")
+    config = dataclasses.replace(CONFIG, daily_budget=DailyBudget.parse("60%"))
+    before = datetime.now(UTC)
+    with FleetClient(config, FLEET, transport=httpx.MockTransport(recorder), sleep=lambda s: None) as api:
+        api.vehicle_status("v-1")  # answered (the request was sent), then nothing more
+        with pytest.raises(ApiUnavailableError) as raised:
+            api.vehicle_status("v-2")
+    assert len(recorder.requests) == 1
+    assert raised.value.resets_at is not None
+    assert timedelta(seconds=3599) <= raised.value.resets_at - before <= timedelta(seconds=3601)
+    assert f"until {isotime(raised.value.resets_at)}, when the API says its quota resets" in str(raised.value)
+
+
+def test_without_a_budget_quota_headers_are_only_noted() -> None:
+    recorder = quota_answers(10, 0)
+    with client(recorder) as api:
+        for vehicle in range(10):
+            api.vehicle_status(f"v-{vehicle}")
+    assert api.quota["day"] == 0 and not api.breaker.tripped

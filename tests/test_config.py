@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,46 @@ def test_the_schema_documents_the_defaults_the_client_uses() -> None:
     documented = load_schema("config.schema.json")["properties"]["api"]["properties"]
     for name in ("rate_limit", "parallelism", "timeout", "max_retry_wait"):
         assert documented[name]["default"] == getattr(api, name.upper()), name
+
+
+@pytest.mark.parametrize(
+    ("text", "allowed"),
+    [("50%", 5), ("12.5%", 1), ("100%", 11), ("7", 7), ("20000", 11)],
+)
+def test_daily_budget_is_a_share_or_a_count_of_the_days_quota(
+    write: WriteFiles, tmp_path: Path, text: str, allowed: int
+) -> None:
+    write({"reconciler.yaml": f"api:\n  daily_budget: {text if text.isdigit() else repr(text)}\n"})
+    budget = load_settings(tmp_path / "reconciler.yaml", {}).api.daily_budget
+    assert budget is not None and budget.text == text
+    assert budget.allowed(11) == allowed  # of a quota of 11 requests a day, never more than the quota
+
+
+def test_daily_budget_and_timezone_from_the_environment(write: WriteFiles, tmp_path: Path) -> None:
+    write({"reconciler.yaml": "fleet: f\n"})
+    env = {"RECONCILER_API_DAILY_BUDGET": "40%", "RECONCILER_TIMEZONE": "America/New_York"}
+    settings = load_settings(tmp_path / "reconciler.yaml", env)
+    assert settings.api.daily_budget is not None and settings.api.daily_budget.allowed(1000) == 400
+    assert str(settings.zone) == "America/New_York"
+    assert load_settings(tmp_path / "reconciler.yaml", {}).zone == UTC
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("timezone: Mars/Olympus\n", "1:11: timezone 'Mars/Olympus' is not a time zone this system knows"),
+        ("timezone: europe/paris\n", "1:11: timezone 'europe/paris' is not a time zone this system knows"),
+        ("timezone: ../../etc/passwd\n", "1:11: timezone '../../etc/passwd' is not a time zone this system knows"),
+        ("api:\n  daily_budget: 0%\n", "2:17: api.daily_budget 0% lets no request through"),
+        ("api:\n  daily_budget: 150%\n", "2:17: api.daily_budget: the string '150%' is not valid"),
+        ("api:\n  daily_budget: 0\n", "2:17: api.daily_budget: the number 0 is not valid"),
+    ],
+)
+def test_bad_timezone_and_daily_budget_are_refused_where_written(
+    write: WriteFiles, chdir: Path, text: str, expected: str
+) -> None:
+    write({"reconciler.yaml": text})
+    with pytest.raises(ConfigError) as raised:
+        load_settings("reconciler.yaml", {})
+    [message] = [d.format() for d in raised.value.diagnostics if d.is_error]
+    assert message.startswith(f"reconciler.yaml:{expected}"), message

@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.clock import isotime
 from reconciler.diagnostics import Source
 from reconciler.model import DAYS, Desired, Program, Schedule, SlotAssignment
 from reconciler.plan import CallKind
-from reconciler.state.model import ActionRecord, SlotKind, SlotRecord, State
-from tests.planning import action, desired, plan, record_success, state
+from reconciler.state.model import ActionRecord, Hold, SlotKind, SlotRecord, State
+from tests.planning import NOW, action, desired, plan, record_success, state
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +89,13 @@ ENDINGS = [
     "Failed:VehicleConnectionTimeout",  # transient
 ]
 
+HOLDS = [
+    Hold(isotime(NOW + timedelta(days=6)), "TooManyWakeUpsOverMonth", 1),  # in force: everything held
+    Hold(isotime(NOW + timedelta(minutes=10)), "VehicleConnectionTimeout", 2),  # in force: retries held
+    Hold(isotime(NOW + timedelta(minutes=10)), "VehicleBatteryChargeTooLow", 2),  # the same, another cause
+    Hold(isotime(NOW - timedelta(minutes=1)), "TooManyWakeUpsOverMonth", 1),  # ended: nothing held
+]
+
 
 @st.composite
 def recorded_fleets(draw: st.DrawFn) -> tuple[Desired, State, bool, bool]:
@@ -124,9 +132,12 @@ def recorded_fleets(draw: st.DrawFn) -> tuple[Desired, State, bool, bool]:
             records[slot] = SlotRecord(program, "cb", action_id, kind, "s")
         slots[vin] = records
     want = desired()
+    held = state(slots, actions)
+    # holds on some vehicles, alike or not: in force (monthly or backoff) or ended; few share a hold, as in a fleet
+    held.holds = draw(st.dictionaries(st.sampled_from(VINS), st.sampled_from(HOLDS)))
     schedule = Schedule("s", "cb", frozenset(vehicles), (), (), Source("m"), takeover=draw(st.booleans()))
     want = Desired(want.callbacks, {}, {"s": schedule}, vehicles, (), want.digest)
-    return want, state(slots, actions), draw(st.booleans()), draw(st.booleans())
+    return want, held, draw(st.booleans()), draw(st.booleans())
 
 
 @settings(max_examples=300)
@@ -142,6 +153,7 @@ def test_a_fleet_planned_at_once_is_each_vehicle_planned_alone(case: tuple[Desir
             want.callbacks, {}, want.schedules, {vin: want.vehicles[vin]} if vin in want.vehicles else {}
         )
         alone_state = state({vin: recorded.slots[vin]} if vin in recorded.slots else {}, recorded.actions)
+        alone_state.holds = {vin: recorded.holds[vin]} if vin in recorded.holds else {}
         alone = plan(alone_want, alone_state, takeover=takeover, retry_failed=retry_failed)
         expected_changes += [c for c in alone.changes if c.kind == "slot"]
         expected_notices += alone.notices

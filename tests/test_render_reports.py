@@ -142,6 +142,23 @@ STATUS: dict[str, Any] = {
     "unmatched_events": 1,
     "other_callback_events": 2,
     "malformed_events": 3,
+    "held": 3,
+    "fleet_health": {
+        "vehicles": 1200,
+        "health": {"Healthy": 1090, "Progressing": 40, "Degraded": 10, "Held": 3, "Unknown": 57},
+        "sync": {"Synced": 1140, "OutOfSync": 60},
+        "groups": {
+            "paris": {
+                "vehicles": 200,
+                "health": {"Healthy": 197, "Progressing": 0, "Degraded": 0, "Held": 3, "Unknown": 0},
+                "sync": {"Synced": 200, "OutOfSync": 0},
+            }
+        },
+        "held": [
+            {"vin": VIN_A, "until": "2024-06-01T00:00:00Z", "cause": "TooManyWakeUpsOverMonth", "attempts": 1},
+            {"vin": VIN_B, "until": "2024-05-01T07:20:00Z", "cause": "VehicleBatteryChargeTooLow", "attempts": 3},
+        ],
+    },
 }
 
 
@@ -149,7 +166,11 @@ def test_status_text_says_every_figure() -> None:
     out = io.StringIO()
     render_status(STATUS, out)
     assert out.getvalue() == (
-        "Vehicles: 1,200: 1,100 converged, 40 in flight, 50 to change (1 drifted), 10 failed.\n"
+        "Vehicles: 1,200: 1,100 converged, 40 in flight, 50 to change (1 drifted), 10 failed, 3 held back.\n"
+        "Health: 1,090 Healthy, 40 Progressing, 10 Degraded, 3 Held, 57 Unknown. Sync: 1,140 Synced, 60 OutOfSync.\n"
+        "  group paris (200 vehicles): 197 Healthy, 3 Held; 200 Synced\n"
+        f"Held: {VIN_A} until 2024-06-01T00:00:00Z (TooManyWakeUpsOverMonth, 1 failure)\n"
+        f"Held: {VIN_B} until 2024-05-01T07:20:00Z (VehicleBatteryChargeTooLow, 3 failures)\n"
         "Not in the fleet: 2 vehicles the manifests name (run apply to recheck)\n"
         "  failed VehicleAsleep: 1 slot\n"
         "  failed VehicleOffline: 9 slots\n"
@@ -171,10 +192,13 @@ def test_status_text_of_a_quiet_fleet() -> None:
         "unmatched_events": 0,
         "other_callback_events": 0,
         "malformed_events": 0,
+        "held": 0,
+        "fleet_health": {**STATUS["fleet_health"], "groups": {}, "held": []},
     }
     out = io.StringIO()
     render_status(quiet, out)
-    assert out.getvalue().splitlines()[1:] == ["Nothing in flight.", "Last outcome received: none yet"]
+    assert out.getvalue().splitlines()[0].endswith(" 10 failed.")
+    assert out.getvalue().splitlines()[2:] == ["Nothing in flight.", "Last outcome received: none yet"]
 
 
 DRIFT = [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -146,7 +148,7 @@ def test_status_as_string_or_object(status: Any, text: str) -> None:
 
 
 @pytest.mark.slow
-def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(any_repo: Path) -> None:
+def test_after_failures_the_next_plan_holds_then_retries_exactly_the_transient_ones(any_repo: Path) -> None:
     repo = any_repo
     with receiving(repo, failure_rate=0.5) as (_, box, _root, backend):
         env = environment(box)
@@ -156,6 +158,28 @@ def test_after_failures_the_next_plan_retries_exactly_the_transient_ones(any_rep
         transient = {vin for vin, cause in failed.items() if cause != "MissingRights"}
         permanent = set(failed) - transient
         assert transient and len(failed) < 30
+        # first the transient failures back off (5 minutes after a first failure): held, nothing sent
+        plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
+        assert json_changes(plan) == []
+        held = {n["address"].split(".")[1]: n["detail"] for n in json_notices(plan) if n["kind"] == "held"}
+        assert held.keys() == transient
+        assert all(
+            re.fullmatch(rf"retried after \S+ UTC \({failed[vin]}, attempt 1\)", detail) for vin, detail in held.items()
+        )
+        status = json.loads(run("status", "--format", "json", cwd=repo, env=env).stdout)
+        assert (status["held"], status["converged"]) == (len(transient), 30 - len(failed))
+        assert status["fleet_health"]["health"]["Held"] == len(transient)
+        assert status["fleet_health"]["health"]["Degraded"] == len(permanent)
+        assert f", {len(transient)} held back.\n" in run("status", cwd=repo, env=env).stdout
+        # once the backoff is over, exactly the transient ones are retried
+        state = backend.load()
+        assert state is not None
+        fold_events(state, backend.read_events())  # as a writer folds them
+        assert state.holds.keys() == transient
+        state.holds = {
+            vin: dataclasses.replace(hold, until="2000-01-01T00:00:00Z") for vin, hold in state.holds.items()
+        }
+        backend.save(state, state.serial)
         plan = json.loads(run("plan", "--format", "json", cwd=repo, env=env).stdout)
         retried = {c["address"].split(".")[1] for c in json_changes(plan)}
         assert retried == transient

@@ -4,7 +4,8 @@
 with the retry policy: 429 and 5xx answers, connection failures and timeouts are retried with bounded
 exponential backoff and jitter, honouring Retry-After up to `max_retry_wait`; a write that may have reached
 the API is retried only when repeating it is harmless (`retry_unknown`), otherwise its caller is told the
-outcome is unknown. Every wait ends early when the run stops (a signal, or the breaker).
+outcome is unknown. Every wait ends early when the run stops (a signal, or the breaker). Every answer's
+quota headers are read: what is left of the day's and the second's quotas (`quota`), and the daily budget.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import httpx
 
 from reconciler import __version__
 from reconciler.api import MAX_RETRY_WAIT, PARALLELISM, RATE_LIMIT, TIMEOUT, wire
-from reconciler.api.breaker import Breaker
+from reconciler.api.breaker import Breaker, DailyBudget
 from reconciler.api.limiter import RateLimiter
 from reconciler.clock import isotime, utcnow
 from reconciler.errors import (
@@ -35,6 +36,7 @@ from reconciler.errors import (
 )
 
 CONNECT_TIMEOUT = 10.0  # seconds: an unreachable API is known quickly even when api.timeout is long
+DAY = 86_400.0  # seconds: the API's daily quota counts each request for this long (a sliding window)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class ApiConfig:
     parallelism: int = PARALLELISM
     timeout: float = TIMEOUT
     max_retry_wait: float = MAX_RETRY_WAIT
+    daily_budget: DailyBudget | None = None
 
 
 def tls_context(config: ApiConfig) -> ssl.SSLContext:
@@ -99,6 +102,9 @@ class FleetClient:
         self.max_retry_wait = config.max_retry_wait
         self.stop = stop if stop is not None else threading.Event()
         self.breaker = Breaker(str(self.base).rstrip("/"), self.stop)
+        self.budget = config.daily_budget
+        # requests left in the API's quota windows, as its last answer said: "day" and "second"
+        self.quota: dict[str, int] = {}
         self._sleep = sleep
         self.limiter = RateLimiter(config.rate_limit, sleep=self.wait)
         self.rng = random.Random()
@@ -149,6 +155,7 @@ class FleetClient:
             cause = f"{type(error).__name__}: {error}"
             self.breaker.failed(target, cause)
             raise ApiRequestError(f"{method} {_shown(path)}: {cause}", sent=True) from error
+        self._count_quota(response.headers)
         if response.status_code >= 400:
             failure = _status_error(response)
             self._judge(failure, target)
@@ -156,8 +163,8 @@ class FleetClient:
         self.breaker.answered()
         if response.headers.get("X-RateLimit-Remaining-2") == "0":
             # the API's one-second window is used up: let it refill a little before anyone sends again
-            limit = response.headers.get("X-RateLimit-Limit-2", "")
-            self.limiter.pause(1.0 / float(limit) if limit.isdigit() and int(limit) else 1.0)
+            limit = _count(response.headers.get("X-RateLimit-Limit-2"))
+            self.limiter.pause(1.0 / limit if limit else 1.0)
         return response
 
     def _judge(self, failure: ApiStatusError, target: str) -> None:
@@ -172,13 +179,38 @@ class FleetClient:
             self.breaker.failed(target, str(failure))  # a vehicle out of reach fails alone; many in a row stop
         elif failure.status == 429 and (failure.retry_after or 0) > self.max_retry_wait:
             wait = failure.retry_after or 0.0
-            resets = isotime(utcnow() + timedelta(seconds=wait))
+            resets = utcnow() + timedelta(seconds=wait)
             self.breaker.trip(
-                f"asks to wait {wait:,.0f} s before the next request (HTTP 429: its quota resets at {resets}), "
-                f"longer than api.max_retry_wait ({self.max_retry_wait:g} s)"
+                f"asks to wait {wait:,.0f} s before the next request (HTTP 429: its quota resets at "
+                f"{isotime(resets)}), longer than api.max_retry_wait ({self.max_retry_wait:g} s)",
+                resets_at=resets,
             )
         else:
             self.breaker.answered()  # an answer about this request only: the API is there and takes us
+
+    def _count_quota(self, headers: httpx.Headers) -> None:
+        """Note what the API's quota windows have left; stop the run once the daily budget is used up."""
+        limit, left = _count(headers.get("X-RateLimit-Limit-1")), _count(headers.get("X-RateLimit-Remaining-1"))
+        if left is not None:
+            self.quota["day"] = left
+        second = _count(headers.get("X-RateLimit-Remaining-2"))
+        if second is not None:
+            self.quota["second"] = second
+        budget = self.budget
+        if budget is None or limit is None or left is None or not budget.spent(limit, left):
+            return
+        wait = _seconds(headers.get("X-RateLimit-Reset"))
+        resets = utcnow() + timedelta(seconds=DAY if wait is None else wait)
+        when = (
+            f"until {isotime(resets)}, when the API says its quota resets"
+            if wait is not None
+            else f"until the day's requests age out of the API's 24-hour window: by {isotime(resets)} at the latest"
+        )
+        self.breaker.halt(
+            f"stopped: api.daily_budget is spent: {limit - left:,} of the Fleet API's {limit:,} requests a day used, "
+            f"and the budget ({budget.text}) allows {budget.allowed(limit):,}; nothing more is sent {when}",
+            resets_at=resets,
+        )
 
     def _call(
         self,
@@ -375,6 +407,13 @@ def _status_error(response: httpx.Response) -> ApiStatusError:
     known = [wait for wait in waits if wait is not None]
     retry_after = max(known) if known else None
     return ApiStatusError(response.status_code, message, code=code, uuid=uuid, retry_after=retry_after)
+
+
+def _count(value: str | None) -> int | None:
+    """A request count from a quota header; None when absent or not a plain number."""
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 12:
+        return None
+    return int(value)
 
 
 def _seconds(value: str | None) -> float | None:

@@ -119,8 +119,8 @@ def iter_blocks(plan: Mapping[str, Any]) -> Iterator[Block]:
 
 
 def notice_lines(plan: Mapping[str, Any], allowed: Iterable[str] = ()) -> list[str]:
-    """Lines about what the plan leaves alone: remotes in flight, permanent failures, changes left out; and
-    the guards it exceeds (`allowed`: those the command was told to let through)."""
+    """Lines about what the plan leaves alone: remotes in flight, permanent failures, held vehicles, changes left
+    out; and the guards it exceeds (`allowed`: those the command was told to let through)."""
     lines = []
     groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for notice in plan["notices"]:
@@ -136,6 +136,7 @@ def notice_lines(plan: Mapping[str, Any], allowed: Iterable[str] = ()) -> list[s
     for kind, label, shown in (
         (NoticeKind.FOREIGN, "Left alone", "holding programs reconciler did not set"),
         (NoticeKind.FAILED, "Failed", "whose last remote failed"),
+        (NoticeKind.HELD, "Held", "held back until their hold ends"),
         (NoticeKind.NOT_IN_FLEET, "Not in the fleet", "not in the fleet"),
     ):
         lines += _noticed(groups[kind], label, shown)

@@ -11,8 +11,10 @@ from reconciler.words import plural
 def render_status(status: Mapping[str, Any], out: TextIO) -> None:
     out.write(
         f"Vehicles: {status['vehicles']:,}: {status['converged']:,} converged, {status['in_flight']:,} in flight, "
-        f"{status['to_change']:,} to change ({status['drifted']:,} drifted), {status['failed']:,} failed.\n"
+        f"{status['to_change']:,} to change ({status['drifted']:,} drifted), {status['failed']:,} failed"
+        f"{f', {held:,} held back' if (held := status['held']) else ''}.\n"
     )
+    _health(status["fleet_health"], out)
     if status["not_in_fleet"]:
         out.write(f"Not in the fleet: {status['not_in_fleet']:,} vehicles the manifests name (run apply to recheck)\n")
     for cause, count in status["failed_by_cause"].items():
@@ -33,3 +35,27 @@ def render_status(status: Mapping[str, Any], out: TextIO) -> None:
         )
     if status["malformed_events"]:
         out.write(f"Malformed events in the events file: {plural(status['malformed_events'], 'event')} ignored\n")
+
+
+HELD_SHOWN = 10  # held vehicles named before the rest is counted
+
+
+def _counted(counts: Mapping[str, int], every: bool) -> str:
+    return ", ".join(f"{count:,} {name}" for name, count in counts.items() if every or count)
+
+
+def _health(health: Mapping[str, Any], out: TextIO) -> None:
+    """Health (every state named) and sync counts of the fleet, then of each group (the states it has)."""
+    out.write(f"Health: {_counted(health['health'], True)}. Sync: {_counted(health['sync'], True)}.\n")
+    for name, group in health["groups"].items():
+        out.write(
+            f"  group {name} ({plural(group['vehicles'], 'vehicle')}): {_counted(group['health'], False) or 'none'}; "
+            f"{_counted(group['sync'], False) or 'none'}\n"
+        )
+    held = health["held"]
+    for hold in held[:HELD_SHOWN]:
+        out.write(
+            f"Held: {hold['vin']} until {hold['until']} ({hold['cause']}, {plural(hold['attempts'], 'failure')})\n"
+        )
+    if len(held) > HELD_SHOWN:
+        out.write(f"Held: {plural(len(held) - HELD_SHOWN, 'more vehicle')} (every one: --format json)\n")

@@ -564,6 +564,7 @@ def _sim_vehicle(vehicle: SimVehicle) -> dict[str, Any]:
         "vin": vehicle.vin,
         "asleep": vehicle.asleep,
         "offline": vehicle.offline,
+        "fails_with": vehicle.fails_with,
         "programs": [vehicle.programs[slot] for slot in sorted(vehicle.programs)],
     }
 
@@ -584,6 +585,9 @@ async def sandbox_vehicle(request: Request, sandbox: Sandbox) -> Response:
         for flag in ("offline", "asleep"):
             if flag in body:
                 setattr(vehicle, flag, bool(body[flag]))
+        if "fails_with" in body:  # every remote to it fails with this cause (null: they succeed again)
+            cause = body["fails_with"]
+            vehicle.fails_with = str(cause)[:128] if cause else None
     return JSONResponse(_sim_vehicle(vehicle))
 
 

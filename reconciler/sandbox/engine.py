@@ -148,6 +148,9 @@ class Engine:
         self.later(VEHICLE_DELAY, self._complete, remote)
 
     def _complete(self, remote: SimRemote) -> None:
+        if remote.vehicle.fails_with:
+            self._finish(remote, "Failed", remote.vehicle.fails_with)
+            return
         rng = random.Random(f"{self.world.seed}:{remote.id}")
         if rng.random() < self.failure_rate:
             self._finish(remote, "Failed", DRAWN_CAUSES[rng.randrange(len(DRAWN_CAUSES))])

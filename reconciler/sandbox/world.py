@@ -34,6 +34,7 @@ class SimVehicle:
     active_remote: str | None = None
     awake_until: float = 0.0
     updated_at: str = field(default_factory=now_iso)
+    fails_with: str | None = None  # a failureCause every remote to this vehicle ends with (set by tests)
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any
 
 from reconciler.clock import parse_time
@@ -120,8 +121,9 @@ class Folded:
     malformed: int = 0
 
 
-def fold(state: State, events: Iterable[Any]) -> Folded:
-    """Fold every sound event whose remote action the state knows, from the callback it was posted with."""
+def fold(state: State, events: Iterable[Any], zone: tzinfo = UTC) -> Folded:
+    """Fold every sound event whose remote action the state knows, from the callback it was posted with
+    (`zone`: the fleet's time zone, where the month of a monthly hold ends)."""
     result = Folded()
     for event in events:
         reason = verdict(state, event)
@@ -139,16 +141,17 @@ def fold(state: State, events: Iterable[Any]) -> Folded:
                 status=event["status"],
                 cause=event.get("failureCause"),
                 at=event.get("eventDate"),
+                zone=zone,
             )
     return result
 
 
-def fold_events(state: State, events: Iterable[Any]) -> tuple[int, list[str]]:
+def fold_events(state: State, events: Iterable[Any], zone: tzinfo = UTC) -> tuple[int, list[str]]:
     """Fold events into `state`: how many changed it, and the remote action ids it does not know.
 
     Malformed entries and outcomes from another callback are skipped (see `fold` for their counts).
     """
-    result = fold(state, events)
+    result = fold(state, events, zone)
     return result.changed, result.unknown
 
 

@@ -8,7 +8,8 @@ Differences from a naive one-record-per-slot layout, for fleets of 100,000 vehic
   `[slot, program, callback, kind, schedule]` whose program is the compact text `PT7H30M/Mon,Tue/Daily/on`,
   and a vehicle is `[layout, action]` (one remote carried every slot) or `[layout, action per slot...]`.
   A fleet in a few schedules is a few layouts, and each vehicle a short list, so the state of 400,000 slots is
-  a few objects per vehicle to read and write (version 1 held a list of five strings per slot).
+  a few objects per vehicle to read and write (version 1 held a list of five strings per slot);
+- `holds` (optional) names the vehicles a failure holds back: `{vin: {until, cause, attempts}}`, few at a time.
 """
 
 from __future__ import annotations
@@ -93,6 +94,39 @@ class ActionRecord:
         }
 
 
+# the vehicle has used its wake-ups for the month: nothing reaches it before the next month
+MONTHLY_CAUSE = "TooManyWakeUpsOverMonth"
+# causes that retrying will not fix; every other failure cause is treated as transient
+PERMANENT_CAUSES = frozenset(
+    {
+        "MissingRights",
+        "WrongCommand",
+        "NotPossibleDueToVehiclePrivacyLevel",
+        "NotPossibleDueToVehicleStolenState",
+        "CanceledByDriver",
+    }
+)
+UNKNOWN_CAUSE = "unknown cause"  # a Failed outcome that named no cause
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A vehicle held back after a failure: nothing is retried on it before `until` (RFC 3339, UTC). Under a
+    monthly hold (TooManyWakeUpsOverMonth) nothing at all is sent to it; under a backoff hold new work still is.
+    `attempts` counts the vehicle's failures in a row."""
+
+    until: str
+    cause: str
+    attempts: int = 1
+
+    @property
+    def monthly(self) -> bool:
+        return self.cause == MONTHLY_CAUSE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"until": self.until, "cause": self.cause, "attempts": self.attempts}
+
+
 @dataclass(slots=True)
 class CallbackRecord:
     """A callback reconciler created: its id, the spec it sent (secrets as fingerprints), its status."""
@@ -118,6 +152,7 @@ class State:
     actions: dict[str, ActionRecord] = field(default_factory=dict)
     # VINs the manifests name that the fleet's vehicle list did not hold, and when that list was read
     not_in_fleet: dict[str, str] = field(default_factory=dict)
+    holds: dict[str, Hold] = field(default_factory=dict)
 
     @classmethod
     def new(cls, fleet: str) -> State:
@@ -149,6 +184,7 @@ class State:
             **_encode_slots(self.slots),
             "actions": {rid: record.to_list() for rid, record in sorted(self.actions.items())},
             "not_in_fleet": dict(sorted(self.not_in_fleet.items())),
+            **({"holds": {vin: hold.to_dict() for vin, hold in sorted(self.holds.items())}} if self.holds else {}),
         }
 
     @classmethod
@@ -372,7 +408,25 @@ def _decode(data: dict[str, Any]) -> State:
         slots=slots,
         actions={rid: _decode_action(rid, raw) for rid, raw in _mapping(data.get("actions", {}), "actions").items()},
         not_in_fleet=_strings(data.get("not_in_fleet", {}), "not_in_fleet"),
+        holds={vin: _decode_hold(vin, raw) for vin, raw in _mapping(data.get("holds", {}), "holds").items()},
     )
+
+
+_HOLD_KEYS = frozenset({"until", "cause", "attempts"})
+MAX_CAUSE = 128  # as an event's failureCause (state/events.py)
+
+
+def _decode_hold(vin: str, raw: Any) -> Hold:
+    raw = _mapping(raw, f"holds.{vin}")
+    if raw.keys() != _HOLD_KEYS:
+        raise ValueError(f"holds.{vin} is not {{until, cause, attempts}}")
+    until, cause, attempts = raw["until"], raw["cause"], raw["attempts"]
+    if type(until) is not str or type(cause) is not str or not 0 < len(cause) <= MAX_CAUSE:
+        raise ValueError(f"holds.{vin} holds a value of the wrong type")
+    if not _is_int(attempts) or attempts < 1:
+        raise ValueError(f"holds.{vin}: attempts {_shown(attempts)} is not a count of failures")
+    parse_time(until)  # ValueError when it is not a time
+    return Hold(until, cause, attempts)
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:
