@@ -26,7 +26,14 @@ from reconciler.clock import isotime, utcnow
 from reconciler.controller.leader import Leadership
 from reconciler.controller.metrics import Metrics, ObservedTransport
 from reconciler.controller.repo import GitSource, RepoError
-from reconciler.errors import ExitCode, GuardError, InvalidInputError, ReconcilerError, exit_code_for
+from reconciler.errors import (
+    ApiUnavailableError,
+    ExitCode,
+    GuardError,
+    InvalidInputError,
+    ReconcilerError,
+    exit_code_for,
+)
 from reconciler.manifests import load_desired
 from reconciler.operations import Workspace, api_config, apply_changes, plan_changes
 from reconciler.plan import Plan
@@ -46,7 +53,7 @@ class Run:
     """One reconciliation run, as the log, the metrics and the status page show it."""
 
     started: str
-    result: str  # applied, synced, partial, invalid, blocked, window, locked, interrupted, error
+    result: str  # applied, synced, partial, invalid, blocked, window, quota, locked, interrupted, error
     message: str
     duration: float
     commit: str | None = None
@@ -80,6 +87,9 @@ class Controller:
         self.refused: str | None = None  # the last invalid commit (not tried again until the branch moves)
         self.repo_problem: str | None = None  # why the last fetch failed
         self.held_until: datetime | None = None  # when the sync windows that held the last run's writes let go
+        # when the API's daily quota (api.daily_budget, or a long 429) lets requests go again: until then a run
+        # sends nothing, not even the one request a fresh client spends learning that the quota is gone
+        self.quota_until: datetime | None = None
         self.stop = threading.Event()  # the controller stops
         self.wake = threading.Event()  # a push, or leadership gained: run now
         self._run_stop = threading.Event()  # the run in progress stops (lost leadership, or the controller stops)
@@ -119,7 +129,6 @@ class Controller:
         while not self.stop.is_set():
             self.wake.clear()
             if self.leadership.leading:
-                self._run_stop.clear()
                 try:
                     self.run_once()
                 except Exception as error:  # a bug must not end the controller: reported, tried again
@@ -128,15 +137,19 @@ class Controller:
 
     def _pause(self) -> float:
         """Seconds until the next run: the interval, or less when held writes may go out sooner."""
-        if self.held_until is None:
-            return self.interval
-        left = (self.held_until - self.now()).total_seconds()
-        return min(self.interval, max(left + 0.5, 0.5))  # just past the window's end (at least half a second)
+        pause = self.interval
+        for until in (self.held_until, self.quota_until):
+            if until is not None:
+                left = (until - self.now()).total_seconds()
+                pause = min(pause, max(left + 0.5, 0.5))  # just past the hold's end (at least half a second)
+        return pause
 
     # ---- one run ----------------------------------------------------------------------------------------------
 
     def run_once(self) -> Run:
         started, clock = isotime(utcnow()), time.monotonic()
+        if not self.stop.is_set():
+            self._run_stop.clear()  # what stopped the last run (a lost lease, the API's breaker) is behind us
 
         def done(result: str, message: str, plan: Plan | None = None, **counts: int) -> Run:
             digest = plan.digest if plan is not None else None
@@ -182,13 +195,18 @@ class Controller:
 
         windows = workspace.settings.serve.windows
         self.held_until = None
+        if self.quota_until is not None and self.now() >= self.quota_until:
+            self.quota_until = None
         try:
             found = verdict(windows, self.now())
-            if not found.allowed:
-                self.held_until = found.until
+            if not found.allowed or self.quota_until is not None:
                 plan, *_ = plan_changes(workspace, self.environ)
                 if not plan.has_changes:
                     return done("synced", plan.summary().line(plan.serial), plan)
+                if self.quota_until is not None:
+                    wait = f"the API's daily quota lets requests go again at {isotime(self.quota_until)}"
+                    return done("quota", f"{plan.summary().calls} calls held: {wait}", plan)
+                self.held_until = found.until
                 return done("window", f"{plan.summary().calls} calls held: {found.reason}", plan)
 
             def confirm(plan: Plan) -> bool:
@@ -208,6 +226,11 @@ class Controller:
             return done("window", f"changes held: {error}")
         except GuardError as error:
             return done("blocked", f"{one_line(error)} (nothing applied: see the README on letting it through)")
+        except ApiUnavailableError as error:
+            if error.resets_at is None:
+                return done("error", one_line(error))
+            self.quota_until = error.resets_at
+            return done("quota", one_line(error))
         except ReconcilerError as error:
             code = exit_code_for(error)
             result = {ExitCode.LOCKED: "locked", ExitCode.INVALID: "invalid"}.get(code, "error")
