@@ -250,6 +250,17 @@ def test_without_self_heal_drift_is_only_reported_and_the_driver_keeps_the_progr
         assert served.value("reconciler_drift_found_total") == 1  # reported once, not at every read
         assert served.value("reconciler_drift_repaired_total") == 0
         assert DRIFTED in state_of(repo)["drifted"]
+        # the manifests ask something new of the vehicle: new work, applied at once (its drift repaired too)
+        extra = repo / "manifests" / "night.yaml"
+        extra.write_text(
+            f"kind: Preconditioning\nname: night\ncallback: fleet-ops\nvehicles:\n  vins: [{DRIFTED}]\n"
+            'programs:\n  - slot: 4\n    start: "22:00"\n    days: [Sun]\n'
+        )
+        wanted = desired_programs(repo)
+        assert wanted[DRIFTED][4] == ("PT22H0M", ("Sun",))
+        wait_until(lambda: held_programs(box) == wanted, what="the new program applied")
+        assert len(remotes_to(box, DRIFTED)) == 2
+        wait_until(lambda: DRIFTED not in state_of(repo).get("drifted", {}), what="the mark gone")
         assert served.stop() == 0
     assert f"vehicle.{DRIFTED}.slot.1 changed" in served.log()
     assert "self-heal is off: 1 drifted vehicles are left as found" in served.log()
