@@ -122,6 +122,9 @@ class ServeSettings:
     windows_bind_manual_apply: bool = False
     push_secret: EnvValue | None = None
     workdir: EnvValue | None = None
+    # vehicles whose status the leader reads per hour to find drift (0: none), and whether it repairs what it finds
+    drift_reads_per_hour: int = 0
+    self_heal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +384,8 @@ def _serve(document: Document, text: Callable[..., EnvValue | None], found: list
         windows_bind_manual_apply=bool(serve.get("windows_bind_manual_apply", False)),
         push_secret=text("serve", "push_secret"),
         workdir=text("serve", "workdir"),
+        drift_reads_per_hour=int(serve.get("drift_reads_per_hour", 0)),
+        self_heal=bool(serve.get("self_heal", False)),
     )
 
 

@@ -82,10 +82,16 @@ def live_spec(subscribe: dict[str, Any], recorded: dict[str, Any]) -> dict[str, 
     return shaped
 
 
-def refresh(state: State, desired: Desired, client: FleetClient, parallelism: int = 8) -> Refreshed:
+def refresh(
+    state: State, desired: Desired, client: FleetClient, parallelism: int = 8, vins: Iterable[str] | None = None
+) -> Refreshed:
+    """Read back the callbacks and every managed vehicle; with `vins`, those vehicles only (the callbacks are
+    not read: `serve` reads a few vehicles at a time within its budget of reads)."""
     found = Refreshed()
-    _callbacks(state, client, found)
-    managed = sorted(vin for vin in state.slots if vin in state.vehicles_index)
+    if vins is None:
+        _callbacks(state, client, found)
+    chosen = state.slots if vins is None else set(vins)
+    managed = sorted(vin for vin in chosen if vin in state.vehicles_index and vin in state.slots)
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         statuses = list(pool.map(lambda vin: _status(client, state.vehicles_index[vin]), managed))
     for vin, status in zip(managed, statuses, strict=True):

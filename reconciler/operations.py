@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -321,8 +322,11 @@ def apply_changes(
     stop: threading.Event | None = None,
     transport: httpx.BaseTransport | None = None,
     retry: RetryPolicy | None = None,
+    client: FleetClient | None = None,
 ) -> ApplyRun:
-    """Plan (or load a saved plan), check guards, confirm, apply, wait for outcomes, and check convergence."""
+    """Plan (or load a saved plan), check guards, confirm, apply, wait for outcomes, and check convergence.
+    With `client` (its owner closes it), the run's calls share its rate limit, daily budget and breaker with
+    the calls the owner made before (`serve`'s drift reads)."""
     from reconciler.api.client import FleetClient, RetryPolicy
     from reconciler.apply import Applier, changes_left
 
@@ -330,8 +334,14 @@ def apply_changes(
     desired, _ = load_desired(workspace.settings.manifests, environ, strict=True)
     options = workspace.plan_options(targets, excludes, retry_failed=retry_failed, takeover=takeover)
     stop = stop or threading.Event()
+    if client is not None:
+        stop = client.stop
     with (
-        FleetClient(config, workspace.fleet, transport=transport, retry=retry or RetryPolicy(), stop=stop) as client,
+        nullcontext(client)
+        if client is not None
+        else FleetClient(
+            config, workspace.fleet, transport=transport, retry=retry or RetryPolicy(), stop=stop
+        ) as client,
         Lease(workspace.backend, "apply", stop=stop) as lease,
     ):
         state, recovered = writer_state(workspace, client, lease)

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from reconciler.api.client import tls_context
+from reconciler.api.client import FleetClient, tls_context
 from reconciler.clock import isotime, utcnow
+from reconciler.controller.drift import DriftRead, read_drift, reads_per_run
 from reconciler.controller.leader import Leadership
 from reconciler.controller.metrics import Metrics, ObservedTransport
 from reconciler.controller.repo import GitSource, RepoError
@@ -42,6 +43,7 @@ from reconciler.webhook.log import log
 from reconciler.windows import verdict
 
 KEEP_RUNS = 50  # runs kept in memory for the metrics and the status page
+SHOWN = 10  # drift found by a read, named in its log line (the rest counted)
 
 
 class WindowClosed(ReconcilerError):
@@ -94,6 +96,8 @@ class Controller:
         self.wake = threading.Event()  # a push, or leadership gained: run now
         self._run_stop = threading.Event()  # the run in progress stops (lost leadership, or the controller stops)
         self._thread: threading.Thread | None = None
+        self.drift: DriftRead | None = None  # what the last drift read found
+        self._read_at: float | None = None  # when the last drift read started (time.monotonic)
 
     # ---- control ----------------------------------------------------------------------------------------------
 
@@ -130,7 +134,7 @@ class Controller:
             self.wake.clear()
             if self.leadership.leading:
                 try:
-                    self.run_once()
+                    self.run_once(read=self._read_due())
                 except Exception as error:  # a bug must not end the controller: reported, tried again
                     self._record(Run(isotime(utcnow()), "error", one_line(error), 0.0, self.commit))
             self.wake.wait(self._pause())
@@ -146,7 +150,14 @@ class Controller:
 
     # ---- one run ----------------------------------------------------------------------------------------------
 
-    def run_once(self) -> Run:
+    def _read_due(self) -> bool:
+        """Drift is read once per interval: a run woken sooner (a push) reads nothing, and so the reads of an
+        hour stay within `serve.drift_reads_per_hour`."""
+        return self._read_at is None or time.monotonic() - self._read_at >= self.interval
+
+    def run_once(self, *, read: bool = True) -> Run:
+        """One run; with `read`, drift is read first (within the budget of reads) and the same run repairs it
+        (self-heal) or leaves the drifted vehicles alone."""
         started, clock = isotime(utcnow()), time.monotonic()
         if not self.stop.is_set():
             self._run_stop.clear()  # what stopped the last run (a lost lease, the API's breaker) is behind us
@@ -193,35 +204,39 @@ class Controller:
             except InvalidInputError as error:
                 return done("invalid", f"the manifests are invalid and not applied: {one_line(error)}")
 
-        windows = workspace.settings.serve.windows
+        serve = workspace.settings.serve
         self.held_until = None
         if self.quota_until is not None and self.now() >= self.quota_until:
             self.quota_until = None
         try:
-            found = verdict(windows, self.now())
-            if not found.allowed or self.quota_until is not None:
+            if self.quota_until is not None:  # nothing is sent, not even drift reads, until the quota frees up
                 plan, *_ = plan_changes(workspace, self.environ)
                 if not plan.has_changes:
                     return done("synced", plan.summary().line(plan.serial), plan)
-                if self.quota_until is not None:
-                    wait = f"the API's daily quota lets requests go again at {isotime(self.quota_until)}"
-                    return done("quota", f"{plan.summary().calls} calls held: {wait}", plan)
-                self.held_until = found.until
-                return done("window", f"{plan.summary().calls} calls held: {found.reason}", plan)
-
-            def confirm(plan: Plan) -> bool:
-                held = verdict(windows, self.now())  # a window may have opened while the state was read
-                if not held.allowed:
-                    raise WindowClosed(held.reason)
-                return True
-
-            applied = apply_changes(
-                workspace,
-                self.environ,
-                confirm=confirm,
-                stop=self._run_stop,
-                transport=self._transport(workspace),
-            )
+                wait = f"the API's daily quota lets requests go again at {isotime(self.quota_until)}"
+                return done("quota", f"{plan.summary().calls} calls held: {wait}", plan)
+            # one client for the run: its reads and writes share a rate limit, the daily budget and a breaker
+            with FleetClient(
+                api_config(workspace), workspace.fleet, transport=self._transport(workspace), stop=self._run_stop
+            ) as client:
+                excludes: tuple[str, ...] = ()
+                count = reads_per_run(serve.drift_reads_per_hour, self.interval) if read else 0
+                # a run that reads nothing still leaves drifted vehicles alone without self-heal
+                if count or (serve.drift_reads_per_hour and not serve.self_heal):
+                    if count:
+                        self._read_at = time.monotonic()
+                    drift = read_drift(
+                        workspace,
+                        self.environ,
+                        client,
+                        count,
+                        self_heal=serve.self_heal,
+                        now=self.now(),
+                        parallelism=api_config(workspace).parallelism,
+                    )
+                    self._drift_found(drift, serve.self_heal)
+                    excludes = tuple(f"vin:{vin}" for vin in drift.left)
+                return self._reconcile(workspace, client, excludes, done)
         except WindowClosed as error:
             return done("window", f"changes held: {error}")
         except GuardError as error:
@@ -235,6 +250,33 @@ class Controller:
             code = exit_code_for(error)
             result = {ExitCode.LOCKED: "locked", ExitCode.INVALID: "invalid"}.get(code, "error")
             return done(result, one_line(error))
+
+    def _reconcile(
+        self, workspace: Workspace, client: FleetClient, excludes: tuple[str, ...], done: Callable[..., Run]
+    ) -> Run:
+        """Plan and apply, within the sync windows, leaving out `excludes`."""
+        windows = workspace.settings.serve.windows
+        found = verdict(windows, self.now())
+        if not found.allowed:
+            self.held_until = found.until
+            plan, *_ = plan_changes(workspace, self.environ, excludes=excludes)
+            if not plan.has_changes:
+                return done("synced", plan.summary().line(plan.serial), plan)
+            return done("window", f"{plan.summary().calls} calls held: {found.reason}", plan)
+
+        def confirm(plan: Plan) -> bool:
+            held = verdict(windows, self.now())  # a window may have opened while the state was read
+            if not held.allowed:
+                raise WindowClosed(held.reason)
+            return True
+
+        applied = apply_changes(
+            workspace,
+            self.environ,
+            confirm=confirm,
+            excludes=excludes,
+            client=client,
+        )
         plan, report = applied.plan, applied.report
         if report is None:
             return done("synced", plan.summary().line(plan.serial), plan)
@@ -268,6 +310,32 @@ class Controller:
             else:
                 log(logging.ERROR, f"the config repo cannot be fetched: {problem}", reason=problem)
         self.repo_problem = problem
+
+    def _drift_found(self, drift: DriftRead, self_heal: bool) -> None:
+        """Count, log and keep (for the status page) what a drift read found."""
+        if drift.read:
+            self.drift = drift
+        self.metrics.drift_found.inc(len(drift.drifted))
+        self.metrics.drift_repaired.inc(len(drift.repaired))
+        if not drift.read and not drift.repaired:
+            return
+        shown = ", ".join(f"{d.address} {d.kind}" for d in drift.drift[:SHOWN])
+        more = f" and {len(drift.drift) - SHOWN} more" if len(drift.drift) > SHOWN else ""
+        found = f"{len(drift.drifted)} drifted ({shown}{more})" if drift.drifted else "no drift"
+        unread = f", {len(drift.unread)} could not be read" if drift.unread else ""
+        repaired = f"; {len(drift.repaired)} repaired since the last read" if drift.repaired else ""
+        left = f"; self-heal is off: {len(drift.left)} drifted vehicles are left as found" if drift.left else ""
+        if drift.drifted and self_heal:
+            left = "; self-heal repairs them now"
+        log(
+            logging.WARNING if drift.drifted or drift.unread else logging.INFO,
+            f"drift read: {len(drift.read)} vehicles read, {found}{unread}{repaired}{left}",
+            drift_read=len(drift.read),
+            drift_found=len(drift.drifted),
+            drift_repaired=len(drift.repaired),
+            drift_unread=len(drift.unread),
+            drift_left=len(drift.left),
+        )
 
     def _record(self, run: Run) -> None:
         self.runs.append(run)

@@ -80,6 +80,14 @@ class Metrics:
             "reconciler_run_duration_seconds", "How long reconciliation runs took.", buckets=RUN_BUCKETS, registry=r
         )
         self.leader = Gauge("reconciler_leader", "1 while this replica holds the leader lease, else 0.", registry=r)
+        self.drift_found = Counter(
+            "reconciler_drift_found", "Vehicles the drift reads found changed out of band.", registry=r
+        )
+        self.drift_repaired = Counter(
+            "reconciler_drift_repaired",
+            "Drifted vehicles seen holding the manifests' programs again after a remote sent since.",
+            registry=r,
+        )
         self._causes: set[str] = set()
 
     def watch_receiver(self, receiver: Receiver) -> None:

@@ -9,7 +9,12 @@ Differences from a naive one-record-per-slot layout, for fleets of 100,000 vehic
   and a vehicle is `[layout, action]` (one remote carried every slot) or `[layout, action per slot...]`.
   A fleet in a few schedules is a few layouts, and each vehicle a short list, so the state of 400,000 slots is
   a few objects per vehicle to read and write (version 1 held a list of five strings per slot);
-- `holds` (optional) names the vehicles a failure holds back: `{vin: {until, cause, attempts}}`, few at a time.
+- `holds` (optional) names the vehicles a failure holds back: `{vin: {until, cause, attempts}}`, few at a time;
+- `read_at` (optional): `{vin: time}`, when `serve` last read each vehicle's status to look for drift (its reads
+  go round-robin, least recently read first), with microseconds so that two reads in one second keep their order;
+- `drifted` (optional): `{vin: {at, wanted}}`, the vehicles `serve` found changed out of band and has not seen
+  hold the manifests' programs again since; `wanted` fingerprints what the manifests asked of the vehicle then
+  (when they ask something else, the vehicle is planned as new work, self-heal or not).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -127,6 +133,18 @@ class Hold:
         return {"until": self.until, "cause": self.cause, "attempts": self.attempts}
 
 
+@dataclass(frozen=True, slots=True)
+class DriftMark:
+    """A vehicle found drifted at `at` (RFC 3339, UTC), when the manifests' programs for it had fingerprint
+    `wanted`."""
+
+    at: str
+    wanted: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "wanted": self.wanted}
+
+
 @dataclass(slots=True)
 class CallbackRecord:
     """A callback reconciler created: its id, the spec it sent (secrets as fingerprints), its status."""
@@ -153,6 +171,8 @@ class State:
     # VINs the manifests name that the fleet's vehicle list did not hold, and when that list was read
     not_in_fleet: dict[str, str] = field(default_factory=dict)
     holds: dict[str, Hold] = field(default_factory=dict)
+    read_at: dict[str, str] = field(default_factory=dict)
+    drifted: dict[str, DriftMark] = field(default_factory=dict)
 
     @classmethod
     def new(cls, fleet: str) -> State:
@@ -185,6 +205,10 @@ class State:
             "actions": {rid: record.to_list() for rid, record in sorted(self.actions.items())},
             "not_in_fleet": dict(sorted(self.not_in_fleet.items())),
             **({"holds": {vin: hold.to_dict() for vin, hold in sorted(self.holds.items())}} if self.holds else {}),
+            **({"read_at": dict(sorted(self.read_at.items()))} if self.read_at else {}),
+            **(
+                {"drifted": {vin: mark.to_dict() for vin, mark in sorted(self.drifted.items())}} if self.drifted else {}
+            ),
         }
 
     @classmethod
@@ -409,6 +433,10 @@ def _decode(data: dict[str, Any]) -> State:
         actions={rid: _decode_action(rid, raw) for rid, raw in _mapping(data.get("actions", {}), "actions").items()},
         not_in_fleet=_strings(data.get("not_in_fleet", {}), "not_in_fleet"),
         holds={vin: _decode_hold(vin, raw) for vin, raw in _mapping(data.get("holds", {}), "holds").items()},
+        read_at={
+            vin: read_time(raw, f"read_at.{vin}") for vin, raw in _mapping(data.get("read_at", {}), "read_at").items()
+        },
+        drifted={vin: _decode_mark(vin, raw) for vin, raw in _mapping(data.get("drifted", {}), "drifted").items()},
     )
 
 
@@ -427,6 +455,45 @@ def _decode_hold(vin: str, raw: Any) -> Hold:
         raise ValueError(f"holds.{vin}: attempts {_shown(attempts)} is not a count of failures")
     parse_time(until)  # ValueError when it is not a time
     return Hold(until, cause, attempts)
+
+
+_READ_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def read_stamp(moment: datetime) -> str:
+    """`2026-11-25T07:00:00.250000Z`: a read's time, to the microsecond; equal-length texts that sort in time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def read_time(raw: Any, what: str) -> str:
+    """A recorded read time in the canonical form of read_stamp (an RFC 3339 time in another form is rewritten
+    in it, so that the texts keep sorting in time)."""
+    if type(raw) is not str:
+        raise ValueError(f"{what} {_shown(raw)} is not a time")
+    if _READ_TIME.fullmatch(raw):
+        return raw
+    return read_stamp(_time(raw, what))
+
+
+_MARK_KEYS = frozenset({"at", "wanted"})
+
+
+def _decode_mark(vin: str, raw: Any) -> DriftMark:
+    raw = _mapping(raw, f"drifted.{vin}")
+    if raw.keys() != _MARK_KEYS:
+        raise ValueError(f"drifted.{vin} is not {{at, wanted}}")
+    at, wanted = raw["at"], raw["wanted"]
+    if type(at) is not str or type(wanted) is not str or not 0 < len(wanted) <= 128:
+        raise ValueError(f"drifted.{vin} holds a value of the wrong type")
+    _time(at, f"drifted.{vin}.at")
+    return DriftMark(at, wanted)
+
+
+def _time(text: str, what: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise ValueError(f"{what} {_shown(text)} is not a time") from None
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:
