@@ -5,6 +5,9 @@ serve subprocess against the sandbox, read by a real headless Chromium), and the
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,8 +31,8 @@ from reconciler.state.file import FileBackend
 from reconciler.state.model import Hold, Outcome
 from reconciler.state.record import record_outcome
 from tests.browser import Dom, browse, chromium_path
-from tests.commands import EXAMPLES_FLEET, SECRETS, desired_programs, environment, record_converged
-from tests.files import edit
+from tests.commands import EXAMPLES_FLEET, SECRETS, desired_programs, environment, measured, record_converged
+from tests.files import REPO, copy_examples, edit
 from tests.servers import Sandbox, sandbox, serve_app
 from tests.serving import PUSH, commit, free_port, prepare, runs, serving, wait_until
 
@@ -248,3 +251,57 @@ def test_serve_shows_the_fleet_converging_a_held_vehicle_and_each_applied_commit
             for secret in (PUSH, box.settings.password):
                 assert secret not in httpx.get(page, timeout=30).text
             assert served.stop() == 0
+
+
+# ---- the new user's demo ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_serve_demo_shows_the_fleet_converging_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    examples = copy_examples(tmp_path / "examples")
+    sandbox_port, serve_port = free_port(), free_port()
+    edit(examples / "manifests" / "callbacks.yaml", "http://127.0.0.1:8081", f"http://127.0.0.1:{serve_port}")
+    (examples / ".reconciler").mkdir()
+    (examples / ".reconciler" / "state.json").write_text("{ an earlier demo's state")  # the demo starts over
+    env = measured(
+        {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "RECONCILER": f"{sys.executable} -m reconciler",
+            "PYTHONPATH": str(REPO),
+            "SANDBOX_PORT": str(sandbox_port),
+            "SERVE_PORT": str(serve_port),
+        }
+    )
+    demo = subprocess.Popen(
+        ["bash", str(examples / "demo-serve.sh")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its group is killed if it hangs
+    )
+    page = f"http://127.0.0.1:{serve_port}/"
+    try:
+
+        def converged() -> bool:
+            try:
+                return shown(page).count(id="fleet-Healthy") == 30
+            except httpx.TransportError:  # not serving yet
+                return False
+
+        wait_until(converged, timeout=90, what="the demo's fleet converged")
+        dom = shown(page)
+        assert dom.one("tr", data_run="0").attrs["data-result"] == "applied"
+        assert dom.count(id="fleet-OutOfSync") == 0
+        demo.send_signal(signal.SIGTERM)
+        out, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.communicate()
+    assert demo.returncode == 0, out + err
+    assert f"Status page: http://127.0.0.1:{serve_port}/" in out
+    assert "released the leader lease" in err and "Traceback" not in err
+    for port in (sandbox_port, serve_port):  # both stopped
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
