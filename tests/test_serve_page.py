@@ -24,7 +24,7 @@ from reconciler.controller.metrics import Metrics
 from reconciler.controller.page import CHART_POINTS, StatusPage, plan_text
 from reconciler.controller.serve import controller_routes
 from reconciler.manifests import load_desired
-from reconciler.operations import open_workspace
+from reconciler.operations import Workspace, open_workspace
 from reconciler.planner import make_plan
 from reconciler.render.page import render_page
 from reconciler.state.file import FileBackend
@@ -305,3 +305,33 @@ def test_the_serve_demo_shows_the_fleet_converging_and_stops_cleanly_on_sigterm(
     for port in (sandbox_port, serve_port):  # both stopped
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+
+
+def test_a_scrape_reading_the_state_does_not_hold_up_the_other_requests(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    record_converged(repo)
+    controller, page, metrics = page_of(repo)
+    release, reading = threading.Event(), threading.Event()
+    load = Workspace.load_state
+
+    def slow_load(workspace: Workspace, **options: bool) -> object:
+        reading.set()
+        release.wait(30)
+        return load(workspace, **options)
+
+    monkeypatch.setattr(Workspace, "load_state", slow_load)
+    with serve_app(Starlette(routes=controller_routes(controller, metrics, None, page))) as root:
+        scraped: list[httpx.Response] = []
+        scraper = threading.Thread(target=lambda: scraped.append(httpx.get(root + "/metrics", timeout=60)))
+        scraper.start()
+        assert reading.wait(10)
+        try:
+            # the scrape is reading the state: /readyz answers meanwhile
+            assert httpx.get(root + "/readyz", timeout=10).status_code == 200
+        finally:
+            release.set()
+            scraper.join(60)
+    assert scraped[0].status_code == 200 and "reconciler_held_vehicles 0.0" in scraped[0].text

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -83,7 +84,9 @@ def controller_routes(
     controller: Controller, metrics: Metrics, secret: str | None, page: StatusPage | None = None
 ) -> list[Route]:
     async def scrape(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # off the event loop: the health figures may read the state, and notifications must not wait for it
+        text = await run_in_threadpool(generate_latest, metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     async def ready(request: Request) -> Response:
         leadership = controller.leadership
