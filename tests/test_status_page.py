@@ -4,14 +4,9 @@ external asset), then the same page served on loopback and read by a real headle
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -32,6 +27,7 @@ from reconciler.render.page import (
     StatusView,
     render_page,
 )
+from tests.browser import Dom, browse, chromium_path
 from tests.servers import serve_app
 
 NOW = datetime(2026, 5, 14, 9, 30, tzinfo=UTC)
@@ -40,71 +36,6 @@ HOSTILE_GROUP = 'lyon "north" \' onmouseover="alert(2)'
 HOSTILE_VIN = "<img src=x onerror=alert(3)>"
 HOSTILE_MESSAGE = "</pre></details><script>alert(4)</script>"
 HOSTILE_PLAN = "+ create slot\n</pre><script>alert(5)</script>\n& more"
-
-
-@dataclass
-class Element:
-    tag: str
-    attrs: dict[str, str]
-    text: str = ""
-    children: list[Element] = field(default_factory=list)
-
-
-class Dom(HTMLParser):
-    """Every element of a document, with its attributes and the text inside it (its descendants' included)."""
-
-    VOID = frozenset({"meta", "br", "link", "img", "input", "hr", "line", "circle", "polyline", "path", "rect"})
-
-    def __init__(self, document: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.elements: list[Element] = []
-        self._open: list[Element] = []
-        self.feed(document)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        element = Element(tag, {name: value or "" for name, value in attrs})
-        if self._open:
-            self._open[-1].children.append(element)
-        self.elements.append(element)
-        if tag not in self.VOID:
-            self._open.append(element)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-        if tag not in self.VOID:
-            self._open.pop()
-
-    def handle_endtag(self, tag: str) -> None:
-        for index in range(len(self._open) - 1, -1, -1):
-            if self._open[index].tag == tag:
-                del self._open[index:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        for element in self._open:
-            element.text += data
-
-    def find(self, tag: str | None = None, **attrs: str | None) -> list[Element]:
-        """Elements by tag and attributes (`data_vin="X"` for data-vin="X"; None: the attribute is present)."""
-        wanted = {name.replace("_", "-"): value for name, value in attrs.items()}
-        return [
-            element
-            for element in self.elements
-            if (tag is None or element.tag == tag)
-            and all(
-                name in element.attrs if value is None else element.attrs.get(name) == value
-                for name, value in wanted.items()
-            )
-        ]
-
-    def one(self, tag: str | None = None, **attrs: str | None) -> Element:
-        found = self.find(tag, **attrs)
-        assert len(found) == 1, f"{tag} {attrs}: {len(found)} elements"
-        return found[0]
-
-    def count(self, **attrs: str) -> int:
-        return int(self.one(**attrs).text.replace(",", ""))
 
 
 def counts(healthy: int = 0, progressing: int = 0, degraded: int = 0, held: int = 0, unknown: int = 0) -> HealthCounts:
@@ -360,42 +291,7 @@ def test_durations_read_as_people_write_them() -> None:
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    """Debian's chromium. Missing, the browser tests are skipped, except in CI (`CI=true`), where .ci/run
-    installs it and a skip would hide a broken install: there they fail."""
-    path = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is needed in CI (.ci/run installs Debian's package) and is not installed")
-        pytest.skip("chromium is not installed here (apt-get install chromium)")
-    return path
-
-
-def browse(chromium: str, profile: Path, *args: str) -> str:
-    """Run chromium headless on the page; its stdout. A page that ran a script opening a dialog (alert) never
-    finishes loading: the browser and its helpers are stopped after 60 s and the test fails saying so."""
-    command = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-extensions",
-        "--disable-background-networking",
-        "--disable-component-update",
-        f"--user-data-dir={profile}",  # a profile of its own: other browsers may run beside it
-        *args,
-    ]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    ) as browser:
-        try:
-            out, err = browser.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(browser.pid, signal.SIGKILL)
-            browser.communicate()
-            pytest.fail("chromium did not finish the page in 60 s: did a script in it open a dialog?")
-    assert browser.returncode == 0, err[-2000:]
-    return out
+    return chromium_path()
 
 
 @pytest.fixture(scope="module")

@@ -98,6 +98,9 @@ class Controller:
         self._thread: threading.Thread | None = None
         self.drift: DriftRead | None = None  # what the last drift read found
         self._read_at: float | None = None  # when the last drift read started (time.monotonic)
+        # called after each run, in the loop's thread, with its plan (if one was made) and the workspace of the
+        # commit in force (the status page keeps its figures)
+        self.listeners: list[Callable[[Run, Plan | None, Workspace | None], None]] = []
 
     # ---- control ----------------------------------------------------------------------------------------------
 
@@ -170,7 +173,7 @@ class Controller:
                 changes = sum((summary.callbacks_create, summary.callbacks_update, summary.callbacks_delete))
                 changes += summary.vehicles
             run = Run(started, result, message, time.monotonic() - clock, self.commit, digest, changes, **counts)
-            self._record(run)
+            self._record(run, plan, workspace)
             return run
 
         workspace = self.workspace
@@ -337,8 +340,13 @@ class Controller:
             drift_left=len(drift.left),
         )
 
-    def _record(self, run: Run) -> None:
+    def _record(self, run: Run, plan: Plan | None = None, workspace: Workspace | None = None) -> None:
         self.runs.append(run)
+        for listener in self.listeners:
+            try:
+                listener(run, plan, workspace)
+            except Exception as error:  # what shows a run must not stop the runs
+                log(logging.ERROR, f"could not keep the run for the status page: {one_line(error)}")
         self.metrics.runs.labels(run.result).inc()
         self.metrics.run_duration.observe(run.duration)
         level = logging.INFO if run.result in ("applied", "synced") else logging.WARNING

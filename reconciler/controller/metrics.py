@@ -8,14 +8,15 @@ are read at scrape time.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from reconciler.health import Health
 from reconciler.state.events import event_outcome
 from reconciler.state.model import Outcome
 from reconciler.webhook.app import Receiver
@@ -93,6 +94,10 @@ class Metrics:
     def watch_receiver(self, receiver: Receiver) -> None:
         self.registry.register(_ReceiverCollector(receiver))
 
+    def watch_health(self, counts: Callable[[], tuple[Mapping[Health, int], int] | None]) -> None:
+        """Vehicles by health and the holds in force, asked of `counts` when scraped (None: not known now)."""
+        self.registry.register(_HealthCollector(counts))
+
     def count_outcomes(self, events: Sequence[dict[str, Any]]) -> None:
         """Count the final outcomes among events just recorded (pending steps are not outcomes)."""
         for event in events:
@@ -153,3 +158,30 @@ class _ReceiverCollector(Collector):
         family.add_metric(["recorded"], self.receiver.received)
         family.add_metric(["not_recorded"], self.receiver.not_recorded)
         yield family
+
+
+class _HealthCollector(Collector):
+    """The fleet's health, read when scraped: reconciler_vehicles{health} and reconciler_held_vehicles."""
+
+    def __init__(self, counts: Callable[[], tuple[Mapping[Health, int], int] | None]) -> None:
+        self.counts = counts
+
+    def describe(self) -> list[Metric]:
+        return []  # registered without asking for figures: the first scrape reads the state, not the start
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        found = self.counts()
+        if found is None:  # the state cannot be read now: no figure rather than a wrong one
+            return
+        by_health, held = found
+        family = GaugeMetricFamily(
+            "reconciler_vehicles", "Vehicles of the fleet by health, from the recorded state.", labels=["health"]
+        )
+        for health in Health:
+            family.add_metric([health.value], by_health.get(health, 0))
+        yield family
+        yield GaugeMetricFamily(
+            "reconciler_held_vehicles",
+            "Vehicles held back by a hold in force (out of wake-ups for the month, or backing off after failures).",
+            value=held,
+        )

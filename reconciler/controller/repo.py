@@ -78,6 +78,10 @@ class GitSource:
             os.replace(files, target)
         return target
 
+    def subject(self, commit: str) -> str:
+        """The first line of a fetched commit's message."""
+        return self._git("log", "-1", "--format=%s", commit)
+
     def keep_only(self, *commits: str | None) -> None:
         """Remove the extracted commits other than these (the one in force, the one being tried)."""
         if not self.commits.is_dir():

@@ -1,5 +1,6 @@
 """`reconciler serve`: the webhook receiver (every replica receives), the push webhook of the config repo,
-/metrics, /healthz and /readyz under uvicorn, beside the leader lease and the reconciliation loop.
+the status page at `/`, /metrics, /healthz and /readyz under uvicorn, beside the leader lease and the
+reconciliation loop.
 
 A stop (SIGTERM, Ctrl-C) ends the server first, then the run in progress finishes its calls in flight and
 saves, then the lease is released so another replica takes over at once.
@@ -19,17 +20,20 @@ from typing import Any, TextIO
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.config import shown_url
 from reconciler.controller.leader import Leadership
 from reconciler.controller.loop import Controller
 from reconciler.controller.metrics import Metrics
+from reconciler.controller.page import StatusPage
 from reconciler.controller.repo import GitSource
 from reconciler.errors import ReconcilerError
 from reconciler.operations import Workspace
+from reconciler.render.page import render_page
 from reconciler.sandbox.listen import listen_socket, shown_address
 from reconciler.webhook.app import create_app
 from reconciler.webhook.credentials import ChildLoader
@@ -37,6 +41,12 @@ from reconciler.webhook.log import log, logging_to
 from reconciler.webhook.serve import receiver, stopped_by_signals
 from reconciler.webhook.writer import EventWriter
 
+# the page loads nothing and runs no script: a browser is told so, whatever a hostile value in it would try
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
 PUSH_HEADERS = ("X-Reconciler-Token", "X-Gitlab-Token")  # where the push webhook's shared secret is sent
 STOP_TIMEOUT = 600.0  # seconds the run in progress may take to finish its calls in flight on a stop
 
@@ -57,9 +67,26 @@ def push_route(controller: Controller, secret: str | None) -> Route:
     return Route("/hooks/push", push, methods=["POST"])
 
 
-def controller_routes(controller: Controller, metrics: Metrics, secret: str | None) -> list[Route]:
+def page_route(page: StatusPage) -> Route:
+    def status(request: Request) -> Response:  # a plain function: starlette runs it off the event loop
+        try:
+            view = page.view()
+        except (ReconcilerError, OSError) as error:
+            message = f"the state cannot be read now: {error}"
+            log(logging.WARNING, f"status page: {message}", status=503)
+            return Response(message + "\n", status_code=503, media_type="text/plain")
+        return HTMLResponse(render_page(view), headers=PAGE_HEADERS)
+
+    return Route("/", status, methods=["GET"])
+
+
+def controller_routes(
+    controller: Controller, metrics: Metrics, secret: str | None, page: StatusPage | None = None
+) -> list[Route]:
     async def scrape(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # off the event loop: the health figures may read the state, and notifications must not wait for it
+        text = await run_in_threadpool(generate_latest, metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     async def ready(request: Request) -> Response:
         leadership = controller.leadership
@@ -74,6 +101,7 @@ def controller_routes(controller: Controller, metrics: Metrics, secret: str | No
         return JSONResponse(body, status_code=200 if problem is None else 503)
 
     return [
+        *([page_route(page)] if page is not None else []),
         Route("/metrics", scrape, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
         push_route(controller, secret),
@@ -120,9 +148,10 @@ def serve(
 
         leadership = Leadership(workspace.backend, settings.serve.lease_period, changed)
         controller = Controller(workspace, environ, leadership, metrics, source, interval=interval)
+        page = StatusPage(controller, metrics)
         metrics.leader.set(0)
         config = uvicorn.Config(
-            create_app(made, controller_routes(controller, metrics, secret)),
+            create_app(made, controller_routes(controller, metrics, secret, page)),
             log_level="warning",
             access_log=False,
             ssl_certfile=tls_cert,
@@ -147,8 +176,8 @@ def serve(
             if repo is not None:
                 following = f"following {shown_url(repo)} ({branch or 'its default branch'})"
             out.write(
-                f"Serving on {scheme}://{address}/ (notifications, /hooks/push, /metrics, /healthz, /readyz); "
-                f"{following}; state in {workspace.backend.name}\n"
+                f"Serving on {scheme}://{address}/ (status page, notifications, /hooks/push, /metrics, /healthz, "
+                f"/readyz); {following}; state in {workspace.backend.name}\n"
             )
             out.flush()
             try:
