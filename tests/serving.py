@@ -129,5 +129,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = 
         time.sleep(0.1)
 
 
+def all_runs(served: Served) -> float:
+    """Runs the controller made so far, whatever their result."""
+    return sum(value for (name, _), value in served.metrics().items() if name == "reconciler_runs_total")
+
+
 def runs(served: Served, result: str) -> float:
     return served.value("reconciler_runs_total", result=result)

@@ -6,29 +6,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.controller.drift import next_vehicles, reads_per_run
 from reconciler.errors import StateError
 from reconciler.model import Program
 from reconciler.state.model import SlotRecord, State
 from reconciler.vin import make_vin
-from tests.commands import calls, desired_programs, environment, held_programs, measured
+from tests.commands import calls, desired_programs, environment, held_programs
 from tests.files import edit
-from tests.servers import Sandbox, free_socket, sandbox
+from tests.servers import Sandbox, sandbox
+from tests.serving import Served, all_runs, free_port, serving, wait_until
 
 DRIVER = {"slot": 1, "enabled": True, "recurrence": "Daily", "start": "PT5H0M", "occurence": {"day": ["Mon"]}}
 DRIFTED = make_vin(1)  # in the examples' weekday-shifts: slot 1 06:45 on weekdays
@@ -103,81 +98,6 @@ def configure(repo: Path, port: int, serve: str) -> None:
     config.write_text(config.read_text() + "serve:\n  lease_period: 3s\n" + serve)
 
 
-@dataclass
-class Served:
-    process: subprocess.Popen[str]
-    url: str
-    stderr_path: Path
-
-    def log(self) -> str:
-        return self.stderr_path.read_text()
-
-    def value(self, name: str, **labels: str) -> float:
-        text = httpx.get(self.url + "/metrics", timeout=10).text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and sample.labels == labels:
-                    return float(sample.value)
-        return 0.0
-
-    def runs(self) -> float:
-        text = httpx.get(self.url + "/metrics", timeout=10).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "reconciler_runs_total"
-        )
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        self.process.communicate(timeout=60)
-        return self.process.returncode
-
-
-@contextmanager
-def serving(repo: Path, box: Sandbox, port: int, *options: str) -> Iterator[Served]:
-    command = [sys.executable, "-m", "reconciler", "serve", "--listen", f"127.0.0.1:{port}", *options]
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "FLEET_API_", "WEBHOOK_"))}
-    stderr_path = repo.parent / f"serve-{port}.log"
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            command,
-            cwd=repo,
-            env={**environ, **measured(environment(box))},
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    assert process.stdout is not None
-    banner = process.stdout.readline()
-    found = re.match(r"Serving on (http://127\.0\.0\.1:\d+)/ ", banner)
-    if found is None:
-        process.kill()
-        raise AssertionError(f"serve did not start: {banner!r} {stderr_path.read_text()!r}")
-    try:
-        yield Served(process, found.group(1), stderr_path)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not met within {timeout} s")
-        time.sleep(0.1)
-
-
 def state_of(repo: Path) -> dict[str, Any]:
     return json.loads((repo / ".reconciler" / "state.json").read_text())  # type: ignore[no-any-return]
 
@@ -200,11 +120,12 @@ def drive(box: Sandbox, vin: str, **changes: Any) -> None:
 @contextmanager
 def converged(repo: Path, serve: str, interval: str = "1s") -> Iterator[tuple[Sandbox, Served]]:
     """A serve whose fleet holds the manifests' programs and has been read once whole."""
-    sock = free_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()
+    port = free_port()
     configure(repo, port, serve)
-    with sandbox(vehicles=40, asleep_rate=0.0) as box, serving(repo, box, port, "--interval", interval) as served:
+    with (
+        sandbox(vehicles=40, asleep_rate=0.0) as box,
+        serving(repo, environment(box), port, "--interval", interval) as served,
+    ):
         wait_until(lambda: held_programs(box) == desired_programs(repo), what="the fleet converged")
         wait_until(lambda: read_everyone(repo), what="the whole fleet read")
         assert served.value("reconciler_drift_found_total") == 0  # nothing drifted yet: no false drift
@@ -239,8 +160,8 @@ def test_without_self_heal_drift_is_only_reported_and_the_driver_keeps_the_progr
         desired = desired_programs(repo)
         drive(box, DRIFTED, programs=[DRIVER])
         wait_until(lambda: served.value("reconciler_drift_found_total") >= 1, what="the drift found")
-        runs = served.runs()
-        wait_until(lambda: served.runs() >= runs + 4, what="four more runs")  # the fleet read twice more
+        runs = all_runs(served)
+        wait_until(lambda: all_runs(served) >= runs + 4, what="four more runs")  # the fleet read twice more
         held = held_programs(box)
         assert held[DRIFTED] == {1: ("PT5H0M", ("Mon",))}  # the driver's program stays
         assert {vin: programs for vin, programs in held.items() if vin != DRIFTED} == {
@@ -272,8 +193,8 @@ def test_a_repair_that_keeps_failing_backs_off_through_the_vehicles_hold(repo: P
         drive(box, DRIFTED, programs=[DRIVER], fails_with="VehicleConnectionTimeout")
         wait_until(lambda: len(remotes_to(box, DRIFTED)) == 2, what="the repair sent")
         wait_until(lambda: DRIFTED in state_of(repo).get("holds", {}), what="the vehicle held")
-        runs = served.runs()
-        wait_until(lambda: served.runs() >= runs + 5, what="five more runs")
+        runs = all_runs(served)
+        wait_until(lambda: all_runs(served) >= runs + 5, what="five more runs")
         assert len(remotes_to(box, DRIFTED)) == 2  # held for its backoff: no repair sent again and again
         hold = state_of(repo)["holds"][DRIFTED]
         assert hold["cause"] == "VehicleConnectionTimeout" and hold["attempts"] == 1
