@@ -81,3 +81,30 @@ def colour(stream: Any) -> bool:
     if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
         return False
     return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def server_options(logged: str) -> Callable[[F], F]:
+    """--listen, --tls-cert, --tls-key and --log-format, shared by the commands that serve HTTP; `logged` says
+    what the log has one line per."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(
+            (
+                click.option("--listen", required=True, help="HOST:PORT to listen on."),
+                click.option(
+                    "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Certificate, to serve https."
+                ),
+                click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its private key."),
+                click.option(
+                    "--log-format",
+                    type=click.Choice(["text", "json"]),
+                    default="text",
+                    show_default=True,
+                    help=f"One line per {logged} on stderr, as text or as one JSON object per line.",
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from reconciler.cli.common import Options
+from reconciler.cli.common import Options, server_options
 from reconciler.config import parse_duration
 from reconciler.operations import open_workspace
 from reconciler.sandbox.listen import parse_listen
@@ -26,19 +26,10 @@ def _interval(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 @click.command()
-@click.option("--listen", required=True, help="HOST:PORT to listen on.")
+@server_options("request, run and change of leader")
 @click.option("--repo", help="Config repository to follow (a URL or path git can fetch); its new commits are applied.")
 @click.option("--branch", help="Branch of --repo to follow (default: its default branch).")
 @click.option("--interval", callback=_interval, help="Time between two runs, such as 60s or 5m (serve.interval; 60s).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Certificate, to serve https.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its private key.")
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="One line per request, run and change of leader on stderr, as text or as one JSON object per line.",
-)
 @click.pass_obj
 def serve(
     opts: Options,

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from reconciler.cli.common import Options
+from reconciler.cli.common import Options, server_options
 from reconciler.operations import open_workspace
 from reconciler.sandbox.listen import parse_listen
 
@@ -18,16 +18,7 @@ def webhook() -> None:
 
 
 @webhook.command("serve")
-@click.option("--listen", required=True, help="HOST:PORT to listen on.")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Certificate, to serve https.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its private key.")
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="One line per request on stderr, as text or as one JSON object per line.",
-)
+@server_options("request")
 @click.pass_obj
 def webhook_serve(opts: Options, listen: str, tls_cert: str | None, tls_key: str | None, log_format: str) -> int:
     """Serve until stopped (Ctrl-C, SIGTERM); every notification is recorded durably before it is acknowledged."""
