@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import ssl
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -38,7 +37,7 @@ from reconciler.sandbox.listen import listen_socket, shown_address
 from reconciler.webhook.app import create_app
 from reconciler.webhook.credentials import ChildLoader
 from reconciler.webhook.log import log, logging_to
-from reconciler.webhook.serve import receiver, stopped_by_signals
+from reconciler.webhook.serve import receiver, report_dropped, server_config, stopped_by_signals
 from reconciler.webhook.writer import EventWriter
 
 # the page loads nothing and runs no script: a browser is told so, whatever a hostile value in it would try
@@ -150,18 +149,8 @@ def serve(
         controller = Controller(workspace, environ, leadership, metrics, source, interval=interval)
         page = StatusPage(controller, metrics)
         metrics.leader.set(0)
-        config = uvicorn.Config(
-            create_app(made, controller_routes(controller, metrics, secret, page)),
-            log_level="warning",
-            access_log=False,
-            ssl_certfile=tls_cert,
-            ssl_keyfile=tls_key,
-        )
-        try:
-            config.load()
-        except (ssl.SSLError, OSError) as error:
-            reason = error.reason if isinstance(error, ssl.SSLError) else error.strerror
-            raise ReconcilerError(f"cannot serve https with {tls_cert} and {tls_key}: {reason or error}") from None
+        app = create_app(made, controller_routes(controller, metrics, secret, page))
+        config = server_config(app, tls_cert, tls_key)
         sock = listen_socket(host, port)
         loader.start()
         server = uvicorn.Server(config)
@@ -191,6 +180,4 @@ def serve(
                 made.close()
                 sock.close()
                 log(logging.INFO, made.summary(), wait=True, events=made.received, not_recorded=made.not_recorded)
-                if lines.dropped:
-                    message = f"{lines.dropped} log lines were dropped: the log stream did not keep up"
-                    log(logging.WARNING, message, wait=True, dropped=lines.dropped)
+                report_dropped(lines.dropped)

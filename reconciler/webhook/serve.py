@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, TextIO
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from reconciler.errors import ReconcilerError
 from reconciler.operations import Workspace
@@ -69,6 +70,27 @@ def stopped_by_signals(server: uvicorn.Server) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def server_config(app: ASGIApp, tls_cert: str | None, tls_key: str | None) -> uvicorn.Config:
+    """uvicorn's settings for `app`, loaded now so a certificate that cannot serve https is a clear error."""
+    config = uvicorn.Config(app, log_level="warning", access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key)
+    try:
+        config.load()
+    except (ssl.SSLError, OSError) as error:
+        if isinstance(error, ssl.SSLError):
+            reason = f"not a PEM certificate and its private key ({error.reason or error})"
+        else:
+            reason = error.strerror or str(error)
+        raise ReconcilerError(f"cannot serve https with {tls_cert} and {tls_key}: {reason}") from None
+    return config
+
+
+def report_dropped(dropped: int) -> None:
+    """The last log line of a server whose log stream could not keep up: how many lines it lost."""
+    if dropped:
+        message = f"{dropped} log lines were dropped: the log stream did not keep up"
+        log(logging.WARNING, message, wait=True, dropped=dropped)
+
+
 def serve(
     workspace: Workspace,
     environ: Mapping[str, str],
@@ -85,21 +107,7 @@ def serve(
     loader = ChildLoader(workspace.settings.file.resolve(), environ)
     with logging_to(log_stream or sys.stderr, log_format) as lines, contextlib.closing(loader):
         made = receiver(workspace, environ, reload=loader)  # the first load here: its errors are the command's
-        config = uvicorn.Config(
-            create_app(made),
-            log_level="warning",
-            access_log=False,
-            ssl_certfile=tls_cert,
-            ssl_keyfile=tls_key,
-        )
-        try:
-            config.load()
-        except (ssl.SSLError, OSError) as error:
-            if isinstance(error, ssl.SSLError):
-                reason = f"not a PEM certificate and its private key ({error.reason or error})"
-            else:
-                reason = error.strerror or str(error)
-            raise ReconcilerError(f"cannot serve https with {tls_cert} and {tls_key}: {reason}") from None
+        config = server_config(create_app(made), tls_cert, tls_key)
         sock = listen_socket(host, port)
         loader.start()
         server = uvicorn.Server(config)
@@ -119,6 +127,4 @@ def serve(
                 counts = {f"http_{status}": count for status, count in sorted(made.answers.items())}
                 recorded = {"events": made.received, "not_recorded": made.not_recorded}
                 log(logging.INFO, made.summary(), wait=True, **recorded, **counts)
-                if lines.dropped:
-                    message = f"{lines.dropped} log lines were dropped: the log stream did not keep up"
-                    log(logging.WARNING, message, wait=True, dropped=lines.dropped)
+                report_dropped(lines.dropped)
