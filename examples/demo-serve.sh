@@ -20,26 +20,9 @@ if [ -e .reconciler ]; then
   echo "demo-serve.sh: a fresh sandbox: removing the state of an earlier demo (examples/.reconciler/)"
   rm -rf .reconciler
 fi
-"${cli[@]}" sandbox --listen "127.0.0.1:${port}" --speed "${SANDBOX_SPEED:-10}" > .sandbox.log 2>&1 &
-sandbox=$!
-stop_sandbox() {  # and wait (up to 10 s) until it is gone, so its port is free when the script ends
-  kill "$sandbox" 2>/dev/null || return 0
-  for _ in $(seq 100); do kill -0 "$sandbox" 2>/dev/null || return 0; sleep 0.1; done
-}
-trap stop_sandbox EXIT
-# wait until it serves; stop at once if it exited (port busy, bad port), and give up after 15 seconds
-started=""
-for _ in $(seq 150); do
-  if grep -q "Sandbox Fleet API" .sandbox.log 2>/dev/null; then started=yes; break; fi
-  kill -0 "$sandbox" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$started" ]; then
-  echo "demo-serve.sh: the sandbox did not start on 127.0.0.1:${port}; its output:" >&2
-  sed 's/^/  /' .sandbox.log >&2
-  echo "demo-serve.sh: pick a free port with SANDBOX_PORT=PORT (default 8080)." >&2
-  exit 1
-fi
+speed=${SANDBOX_SPEED:-10}
+# shellcheck source=start-sandbox.sh
+source ./start-sandbox.sh
 
 echo "Status page: http://127.0.0.1:${serve_port}/ (Ctrl-C stops)"
 "${cli[@]}" serve --listen "127.0.0.1:${serve_port}" --interval "${INTERVAL:-30s}" &
