@@ -68,23 +68,31 @@ class Selection:
         self.groups = {
             s.value: frozenset(desired.groups[s.value]) for s in (*self.targets, *self.excludes) if s.kind == "group"
         }
+        # vin: selectors as sets, so that thousands of them (serve leaves each drifted vehicle out by one) cost
+        # a lookup per vehicle, not a pass over the list
+        self._target_vins = frozenset(s.value for s in self.targets if s.kind == "vin")
+        self._exclude_vins = frozenset(s.value for s in self.excludes if s.kind == "vin")
+        self._target_others = tuple(s for s in self.targets if s.kind not in ("vin", "callback"))
+        self._exclude_others = tuple(s for s in self.excludes if s.kind not in ("vin", "callback"))
+        self._target_callbacks = frozenset(s.value for s in self.targets if s.kind == "callback")
+        self._exclude_callbacks = frozenset(s.value for s in self.excludes if s.kind == "callback")
 
     def keeps_callback(self, name: str) -> bool:
-        def matches(selector: Selector) -> bool:
-            return selector.kind == "callback" and selector.value == name
-
-        return (not self.targets or any(map(matches, self.targets))) and not any(map(matches, self.excludes))
+        return (not self.targets or name in self._target_callbacks) and name not in self._exclude_callbacks
 
     def keeps_slot(self, vin: str, change: SlotChange) -> bool:
         views = [view for view in (change.before, change.after) if view is not None]
 
-        def matches(selector: Selector) -> bool:
-            if selector.kind == "vin":
-                return vin == selector.value
-            if selector.kind == "group":
-                return vin in self.groups[selector.value]
-            if selector.kind == "callback":
-                return any(view.callback == selector.value for view in views)
-            return any(view.schedule == selector.value for view in views)
+        def matches(vins: frozenset[str], callbacks: frozenset[str], others: tuple[Selector, ...]) -> bool:
+            if vin in vins or any(view.callback in callbacks for view in views):
+                return True
+            for selector in others:
+                if selector.kind == "group":
+                    if vin in self.groups[selector.value]:
+                        return True
+                elif any(view.schedule == selector.value for view in views):
+                    return True
+            return False
 
-        return (not self.targets or any(map(matches, self.targets))) and not any(map(matches, self.excludes))
+        kept = not self.targets or matches(self._target_vins, self._target_callbacks, self._target_others)
+        return kept and not matches(self._exclude_vins, self._exclude_callbacks, self._exclude_others)

@@ -11,7 +11,10 @@ baseline measured in the same run: parsing the same manifests (PyYAML's C loader
 included) against octoDNS 1.22 planning 10,000 records with 1% changed (octodns_peer.sh, which installs
 octoDNS once in a cached virtual environment).
 
-    python tests/perf/bench_plan.py [--vehicles 100000] [--runs 5] [--peer]
+`--excludes K` instead times the edited fleet planned with K vehicles left out by one `--exclude vin:` each
+(serve leaves out each drifted vehicle so when self-heal is off) against the same plan without them.
+
+    python tests/perf/bench_plan.py [--vehicles 100000] [--runs 5] [--peer] [--excludes K]
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ if sys.argv[1] == "baseline":
 else:
     sys.stdout = open("plan.out", "w")
     from reconciler.cli import main
-    code = main(["plan", "--detailed-exitcode", "--format", sys.argv[1]])
+    code = main(["plan", "--detailed-exitcode", "--format", sys.argv[1], *sys.argv[3:]])
     sys.stdout.close()
     sys.stdout = sys.__stdout__
 elapsed = time.perf_counter() - start
@@ -104,10 +107,10 @@ def scenario(root: Path, name: str, vehicles: int) -> Path:
     return root
 
 
-def child(mode: str, root: Path) -> dict[str, float]:
+def child(mode: str, root: Path, *options: str) -> dict[str, float]:
     env = {**os.environ, **ENV, "PYTHONPATH": str(REPO)}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(root)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", CHILD, mode, str(root), *options], capture_output=True, text=True, env=env, check=True
     )
     result: dict[str, float] = json.loads(out.stdout)
     assert result["code"] in (0, 2), out
@@ -152,6 +155,23 @@ def bench(vehicles: int, runs: int) -> None:
                 )
 
 
+def excluded(vehicles: int, runs: int, count: int) -> None:
+    """The edited fleet planned with `count` vehicles left out one `--exclude vin:` each, as serve leaves out
+    every drifted vehicle when self-heal is off, against the same plan without them."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = scenario(Path(folder), "edited", vehicles)
+        state = FileBackend(root / ".reconciler" / "state.json").load()
+        assert state is not None
+        vins = sorted(state.slots)[:: max(1, vehicles // count)][:count]
+        options = [f"--exclude=vin:{vin}" for vin in vins]
+        plain = median([child("text", root) for _ in range(runs)], "seconds")
+        left = median([child("text", root, *options) for _ in range(runs)], "seconds")
+    print(
+        f"\nedited fleet of {vehicles:,}, {len(vins):,} vehicles left out by --exclude vin: each: "
+        f"{left:.3f} s vs {plain:.3f} s without ({left / plain:.2f}x)"
+    )
+
+
 def peer(runs: int) -> None:
     """2,500 vehicles x 4 slots (10,000 slots), first plan, whole command; octoDNS on 10,000 records."""
     with tempfile.TemporaryDirectory() as folder:
@@ -174,8 +194,12 @@ def main() -> None:
     parser.add_argument("--vehicles", type=int, nargs="+", default=[100_000])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--peer", action="store_true", help="also compare with octoDNS (installs it once)")
+    parser.add_argument("--excludes", type=int, help="only: the edited fleet with this many vin: excludes")
     args = parser.parse_args()
     for vehicles in args.vehicles:
+        if args.excludes:
+            excluded(vehicles, args.runs, args.excludes)
+            continue
         bench(vehicles, args.runs)
     if args.peer:
         peer(args.runs)
