@@ -95,7 +95,10 @@ class PlanError(ReconcilerError):
 
 
 class GuardError(PlanError):
+    """A guard blocks apply. `plan`: the plan it blocked (a reconciler.plan.Plan), when a plan's guard did."""
+
     exit_code = ExitCode.GUARD
+    plan: object | None = None
 
 
 class StateError(ReconcilerError):

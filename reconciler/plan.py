@@ -579,7 +579,9 @@ class Plan:
         if blocking:
             lines = "; ".join(guard.describe() for guard in blocking)
             names = " ".join(f"--allow {guard.name}" for guard in blocking)
-            raise GuardError(f"blocked by guard: {lines}. Review the plan, then re-run with {names}")
+            error = GuardError(f"blocked by guard: {lines}. Review the plan, then re-run with {names}")
+            error.plan = self  # what a caller shows for review (serve's status page)
+            raise error
 
     # ---- the document ---------------------------------------------------------------------------------------
 

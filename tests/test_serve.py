@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import Dom
 from tests.commands import environment, run
 from tests.files import edit
 from tests.planning import json_changes
@@ -113,8 +114,15 @@ def test_an_exceeded_guard_is_reported_and_not_applied(tmp_path: Path, repo: Pat
             httpx.post(served.url + "/hooks/push", headers={"X-Reconciler-Token": PUSH}, timeout=10)
             wait_until(lambda: runs(served, "blocked"), timeout=30, what="the guard reported")
             assert served.value("reconciler_api_calls_total", kind="post_remote", result="202") == calls
-            assert changes_left(repo, box) != []
+            left = changes_left(repo, box)
+            assert left != []
             assert "max_changed_vehicles" in served.log()
+            # the page shows the blocked plan for review, and its vehicles as OutOfSync
+            page = Dom(httpx.get(served.url + "/", timeout=30).text)
+            assert page.one("tr", data_run="0").attrs["data-result"] == "blocked"
+            assert "06:30" in page.one("details", data_plan="0").text
+            changing = {change["address"].split(".")[1] for change in left if change["address"].startswith("vehicle.")}
+            assert page.count(id="fleet-OutOfSync") == len(changing) > 0
             assert served.stop() == 0
 
 

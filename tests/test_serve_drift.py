@@ -20,6 +20,7 @@ from reconciler.errors import StateError
 from reconciler.model import Program
 from reconciler.state.model import SlotRecord, State
 from reconciler.vin import make_vin
+from tests.browser import Dom
 from tests.commands import calls, desired_programs, environment, held_programs
 from tests.files import edit
 from tests.servers import Sandbox, sandbox
@@ -171,6 +172,7 @@ def test_without_self_heal_drift_is_only_reported_and_the_driver_keeps_the_progr
         assert served.value("reconciler_drift_found_total") == 1  # reported once, not at every read
         assert served.value("reconciler_drift_repaired_total") == 0
         assert DRIFTED in state_of(repo)["drifted"]
+        assert Dom(httpx.get(served.url + "/", timeout=30).text).count(id="fleet-OutOfSync") == 1  # left as found
         # the manifests ask something new of the vehicle: new work, applied at once (its drift repaired too)
         extra = repo / "manifests" / "night.yaml"
         extra.write_text(

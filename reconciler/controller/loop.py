@@ -243,7 +243,9 @@ class Controller:
         except WindowClosed as error:
             return done("window", f"changes held: {error}")
         except GuardError as error:
-            return done("blocked", f"{one_line(error)} (nothing applied: see the README on letting it through)")
+            blocked = error.plan if isinstance(error.plan, Plan) else None  # shown for review, not applied
+            message = f"{one_line(error)} (nothing applied: see the README on letting it through)"
+            return done("blocked", message, blocked)
         except ApiUnavailableError as error:
             if error.resets_at is None:
                 return done("error", one_line(error))

@@ -65,6 +65,7 @@ class Reading:
     at: datetime
     health: Mapping[str, VehicleHealth]  # every vehicle of the fleet (manifests and state)
     holds: Mapping[str, Hold]  # in force at `at`
+    drifted: frozenset[str] = frozenset()  # found changed out of band and left so (self-heal off): OutOfSync
 
     def counts(self, vins: Iterable[str], changing: frozenset[str]) -> HealthCounts:
         by: Counter[Health] = Counter()
@@ -73,7 +74,7 @@ class Reading:
             found = self.health.get(vin)
             by[found.health if found is not None else Health.UNKNOWN] += 1
             total += 1
-            drifting += vin in changing
+            drifting += vin in changing or vin in self.drifted
         return HealthCounts(
             by[Health.HEALTHY],
             by[Health.PROGRESSING],
@@ -123,7 +124,8 @@ class StatusPage:
             if desired is not None:
                 vins.update(desired.vehicles)
                 vins.update(vin for members in desired.groups.values() for vin in members)
-            reading = Reading(now, {vin: vehicle_health(state, vin, holds) for vin in vins}, holds)
+            drifted = frozenset(state.drifted if state is not None else ())
+            reading = Reading(now, {vin: vehicle_health(state, vin, holds) for vin in vins}, holds, drifted)
             last = self.points[-1].healthy if self.points else None
             if fresh or last is None or abs(reading.healthy_share - last) > 1e-9:
                 self.points.append(Point(now, reading.healthy_share))
