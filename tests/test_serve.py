@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,8 @@ def test_an_exceeded_guard_is_reported_and_not_applied(tmp_path: Path, repo: Pat
             left = changes_left(repo, box)
             assert left != []
             assert "max_changed_vehicles" in served.log()
+            # one line per run: result, commit, duration, message and the plan's digest
+            assert re.search(r"run blocked at commit [0-9a-f]{12} in [0-9.]+ s: .+ \(plan [0-9a-f]{12}\)", served.log())
             # the page shows the blocked plan for review, and its vehicles as OutOfSync
             page = Dom(httpx.get(served.url + "/", timeout=30).text)
             assert page.one("tr", data_run="0").attrs["data-result"] == "blocked"

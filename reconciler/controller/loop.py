@@ -355,9 +355,10 @@ class Controller:
         if run.result == "error":
             level = logging.ERROR
         where = f" at commit {run.commit[:12]}" if run.commit else ""
+        planned = f" (plan {run.digest.removeprefix('sha256:')[:12]})" if run.digest else ""
         log(
             level,
-            f"run {run.result}{where} in {run.duration:.1f} s: {run.message}",
+            f"run {run.result}{where} in {run.duration:.1f} s: {run.message}{planned}",
             run_result=run.result,
             commit=run.commit,
             plan_digest=run.digest,
