@@ -408,6 +408,14 @@ def test_out_of_band_program_change_shows_in_status() -> None:
         assert status["preconditioning"]["airConditioning"]["programs"] == [foreign]
 
 
+@pytest.mark.parametrize("programs", [{"slot": 1}, [{"start": "PT5H"}], [{"slot": "1"}], [{"slot": 9}], ["x"]])
+def test_out_of_band_programs_that_are_not_program_entries_are_refused(programs: object) -> None:
+    with sandbox() as box, box.client() as client:
+        vehicle = first_vehicle(box, client)
+        answer = httpx.put(f"{box.root}/_sandbox/vehicles/{vehicle['vin']}", json={"programs": programs})
+        assert answer.status_code == 400 and "a slot from 1 to 4" in answer.json()["message"]
+
+
 def test_settings_defaults_are_documented_values() -> None:
     settings = SandboxSettings()
     assert (settings.username, settings.password, settings.client_id) == (

@@ -71,6 +71,9 @@ def test_serve_applies_new_commits_wakes_on_push_and_refuses_invalid_ones(any_re
             wait_until(lambda: runs(served, "invalid"), timeout=30, what="the invalid commit reported")
             assert f"commit {bad[:12]} is invalid and not applied" in served.log()
             assert f"commit {second[:12]} stays in force" in served.log()
+            assert f"run invalid at commit {bad[:12]}" in served.log()  # the run names the commit it refused
+            refused = Dom(httpx.get(served.url + "/", timeout=30).text).one("tr", data_run="0")
+            assert (refused.attrs["data-result"], refused.attrs["data-commit"]) == ("invalid", bad[:7])
             assert box.inspect("remotes")["remotes"] == before
             assert httpx.get(served.url + "/readyz", timeout=10).json()["commit"] == second
 

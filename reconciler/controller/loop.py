@@ -165,14 +165,15 @@ class Controller:
         if not self.stop.is_set():
             self._run_stop.clear()  # what stopped the last run (a lost lease, the API's breaker) is behind us
 
-        def done(result: str, message: str, plan: Plan | None = None, **counts: int) -> Run:
+        def done(result: str, message: str, plan: Plan | None = None, commit: str | None = None, **counts: int) -> Run:
             digest = plan.digest if plan is not None else None
             changes = 0
             if plan is not None:
                 summary = plan.summary()
                 changes = sum((summary.callbacks_create, summary.callbacks_update, summary.callbacks_delete))
                 changes += summary.vehicles
-            run = Run(started, result, message, time.monotonic() - clock, self.commit, digest, changes, **counts)
+            commit = commit or self.commit  # the commit the run is about: the one in force, or one refused
+            run = Run(started, result, message, time.monotonic() - clock, commit, digest, changes, **counts)
             self._record(run, plan, workspace)
             return run
 
@@ -194,7 +195,8 @@ class Controller:
                     self.refused = head
                     self.source.keep_only(self.commit)
                     kept = f"; commit {self.commit[:12]} stays in force" if self.commit else ""
-                    return done("invalid", f"commit {head[:12]} is invalid and not applied: {one_line(error)}{kept}")
+                    message = f"commit {head[:12]} is invalid and not applied: {one_line(error)}{kept}"
+                    return done("invalid", message, commit=head)
                 self.commit, self.refused = head, None
                 self.source.keep_only(self.commit)
                 log(logging.INFO, f"commit {head[:12]} is valid: it is in force now", commit=head)

@@ -390,6 +390,6 @@ _CSS = (
     "{text-align:right;font-variant-numeric:tabular-nums}"
     "thead th{text-align:left;background:#f6f8fa}tbody th{text-align:left;font-weight:normal}"
     "td[data-health=Healthy]{color:#1a7f37}td[data-health=Degraded]{color:#cf222e}"
-    ".error{color:#cf222e;white-space:pre-wrap}.more{color:#59636e}pre{max-height:30rem;overflow:auto}"
+    "td{overflow-wrap:anywhere}.error{color:#cf222e;white-space:pre-wrap;overflow-wrap:anywhere}.more{color:#59636e}pre{max-height:30rem;overflow:auto}"
     "svg{max-width:100%;height:auto}"
 )

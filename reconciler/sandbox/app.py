@@ -580,7 +580,12 @@ async def sandbox_vehicle(request: Request, sandbox: Sandbox) -> Response:
     if request.method == "PUT":  # change a vehicle out of band: programs set in the car, offline, asleep
         body = await _body(request)
         if "programs" in body:
-            vehicle.programs = {int(p["slot"]): p for p in body["programs"]}
+            programs = body["programs"]
+            if not isinstance(programs, list) or not all(
+                isinstance(p, dict) and type(p.get("slot")) is int and 1 <= p["slot"] <= 4 for p in programs
+            ):
+                raise ApiProblem(400, 3, "programs: a list of program entries, each with a slot from 1 to 4")
+            vehicle.programs = {p["slot"]: p for p in programs}
             vehicle.updated_at = now_iso()
         for flag in ("offline", "asleep"):
             if flag in body:
