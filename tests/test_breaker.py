@@ -49,6 +49,18 @@ def test_an_unreachable_api_stops_after_a_few_attempts_not_a_fleet() -> None:
     assert "is not usable: 5 requests failed in a row, the last with ConnectError" in str(raised.value)
 
 
+def test_the_stop_names_the_api_without_the_password_its_url_carries() -> None:
+    config = dataclasses.replace(CONFIG, url="https://bob:CANARY-URL-999@api.example/connectedcar/v3")
+    recorder = Recorder(lambda request: (_ for _ in ()).throw(httpx.ConnectError("[Errno 111] Connection refused")))
+    with (
+        FleetClient(config, FLEET, transport=httpx.MockTransport(recorder), sleep=lambda _: None) as api,
+        pytest.raises(ApiUnavailableError) as raised,
+    ):
+        api.vehicles()
+    assert "the Fleet API at https://***@api.example/connectedcar/v3 is not usable" in str(raised.value)
+    assert "CANARY" not in str(raised.value) and "bob" not in str(raised.value)
+
+
 def test_timeouts_trip_only_when_several_vehicles_fail_in_a_row() -> None:
     def answers(request: httpx.Request) -> httpx.Response:
         if "v-slow" in request.url.path:

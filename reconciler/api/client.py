@@ -101,7 +101,9 @@ class FleetClient:
         self.retry = retry
         self.max_retry_wait = config.max_retry_wait
         self.stop = stop if stop is not None else threading.Event()
-        self.breaker = Breaker(str(self.base).rstrip("/"), self.stop)
+        # the API as messages name it: never with a user name or password the configured URL may carry
+        shown = self.base.copy_with(userinfo=b"***") if self.base.userinfo else self.base
+        self.breaker = Breaker(str(shown).rstrip("/"), self.stop)
         self.budget = config.daily_budget
         # requests left in the API's quota windows, as its last answer said: "day" and "second"
         self.quota: dict[str, int] = {}
