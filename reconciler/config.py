@@ -72,6 +72,11 @@ def _dsn_message(value: EnvValue, resolved: str) -> str | None:
 _RESOLVED_CHECKS: dict[str, tuple[str, Callable[[EnvValue, str], str | None]]] = {
     "api.url": ("api-url", _url_message),
     "state.dsn": ("state-dsn", _dsn_message),
+    # an empty shared secret would let anyone wake the controller: refused, as a variable set to nothing
+    "serve.push_secret": (
+        "push-secret-empty",
+        lambda value, resolved: None if resolved else f"serve.push_secret '{clip(value.raw)}' is empty",
+    ),
 }
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.browser import Dom
-from tests.commands import environment, run
+from tests.commands import SECRETS, environment, run
 from tests.files import edit
 from tests.planning import json_changes
 from tests.servers import Sandbox, sandbox
@@ -271,3 +271,13 @@ def test_a_replica_that_loses_the_lease_stops_its_run(repo: Path) -> None:
         (found,) = done
         assert found.result == "interrupted" and 3 <= found.calls < 31
         assert len(box.inspect("remotes")["remotes"]) == found.calls - 1  # the callback, then remotes
+
+
+def test_a_push_secret_set_to_nothing_is_refused_not_open_to_anyone(repo: Path) -> None:
+    port = free_port()
+    prepare(repo, port)  # serve.push_secret: ${env:PUSH_SECRET}
+    env = {**SECRETS, "PUSH_SECRET": ""}
+    started = run("serve", "--listen", f"127.0.0.1:{port}", "--interval", "1h", cwd=repo, env=env)
+    assert started.returncode == 7, started.stdout + started.stderr
+    assert "serve.push_secret '${env:PUSH_SECRET}' is empty" in started.stderr
+    assert "Serving on" not in started.stdout and "Traceback" not in started.stderr
