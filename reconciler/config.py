@@ -362,6 +362,9 @@ def _build(file: Path, document: Document, environ: Mapping[str, str], found: li
     return settings
 
 
+MAX_SERVE_WAIT = 86400.0  # serve's interval and lease period, at most: a day
+
+
 def _serve(document: Document, text: Callable[..., EnvValue | None], found: list[Diagnostic]) -> ServeSettings:
     """The `serve:` block; each window's schedule and time zone are checked here, naming their line."""
     serve: dict[str, Any] = document.data.get("serve", {})
@@ -382,6 +385,10 @@ def _serve(document: Document, text: Callable[..., EnvValue | None], found: list
                 document.position(where),
             )
         )
+    for key in ("interval", "lease_period"):  # both are waited on: a wait of years overflows the clock
+        if key in serve and not 1 <= parse_duration(serve[key]) <= MAX_SERVE_WAIT:
+            message = f"serve.{key} must be from 1s to 24h, not {serve[key]}"
+            found.append(Diagnostic(document.position(("serve", key)), "value", message))
     return ServeSettings(
         interval=parse_duration(serve.get("interval", 60)),
         lease_period=parse_duration(serve.get("lease_period", 30)),

@@ -167,6 +167,8 @@ PENDING = "how long a remote may stay Pending before plan retries it: seconds, o
         ("api:\n  parallelism: true\n", "2:16: api.parallelism must be a whole number, not the boolean true"),
         ("api:\n  parallelism: 100000\n", "2:16: api.parallelism must be at most 256, not 100000"),
         ("pending_timeout: 999h\n", "1:18: pending_timeout must be from 1s to 168h (7 days), not 999h"),
+        ("serve:\n  interval: 100000000h\n", "2:13: serve.interval must be from 1s to 24h, not 100000000h"),
+        ("serve:\n  lease_period: 25h\n", "2:17: serve.lease_period must be from 1s to 24h, not 25h"),
         ("pending_timeout: 0s\n", "1:18: pending_timeout must be from 1s to 168h (7 days), not 0s"),
         ("pending_timeout: 604801\n", f"1:18: pending_timeout: the number 604801 is not valid: {PENDING}"),
         ("pending_timeout: 60.0\n", f"1:18: pending_timeout: the number 60.0 is not valid: {PENDING}"),

@@ -281,3 +281,10 @@ def test_a_push_secret_set_to_nothing_is_refused_not_open_to_anyone(repo: Path) 
     assert started.returncode == 7, started.stdout + started.stderr
     assert "serve.push_secret '${env:PUSH_SECRET}' is empty" in started.stderr
     assert "Serving on" not in started.stdout and "Traceback" not in started.stderr
+
+
+@pytest.mark.parametrize("interval", ["100000000h", "0s", "soon"])
+def test_an_interval_out_of_range_is_a_usage_error_not_a_stalled_controller(repo: Path, interval: str) -> None:
+    started = run("serve", "--listen", "127.0.0.1:1", "--interval", interval, cwd=repo, env=SECRETS)
+    assert started.returncode == 64, started.stdout + started.stderr
+    assert "a duration from 1s to 24h" in started.stderr and "Traceback" not in started.stderr

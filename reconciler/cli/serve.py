@@ -8,7 +8,7 @@ import sys
 import click
 
 from reconciler.cli.common import Options, server_options
-from reconciler.config import parse_duration
+from reconciler.config import MAX_SERVE_WAIT, parse_duration
 from reconciler.operations import open_workspace
 from reconciler.sandbox.listen import parse_listen
 
@@ -20,8 +20,8 @@ def _interval(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         seconds = parse_duration(value if not value.isdigit() else int(value))
     except (ValueError, KeyError, IndexError):
         seconds = -1
-    if seconds <= 0:
-        raise click.BadParameter(f"a duration such as 60s, 5m or 1h, not {value!r}")
+    if not 1 <= seconds <= MAX_SERVE_WAIT:  # the range of serve.interval: a wait of years overflows the clock
+        raise click.BadParameter(f"a duration from 1s to 24h such as 60s, 5m or 1h, not {value!r}")
     return seconds
 
 
