@@ -13,6 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.controller.leader import Leadership
+from reconciler.controller.loop import Controller
+from reconciler.controller.metrics import Metrics
+from reconciler.controller.repo import GitSource
+from reconciler.operations import open_workspace
 from tests.browser import Dom
 from tests.commands import SECRETS, environment, run
 from tests.files import edit
@@ -288,3 +293,20 @@ def test_an_interval_out_of_range_is_a_usage_error_not_a_stalled_controller(repo
     started = run("serve", "--listen", "127.0.0.1:1", "--interval", interval, cwd=repo, env=SECRETS)
     assert started.returncode == 64, started.stdout + started.stderr
     assert "a duration from 1s to 24h" in started.stderr and "Traceback" not in started.stderr
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../../../etc/passwd"])
+def test_a_commit_linking_out_of_the_repository_is_refused_as_invalid(tmp_path: Path, repo: Path, target: str) -> None:
+    good = prepare(repo, free_port())
+    env = {**SECRETS, "PUSH_SECRET": PUSH}
+    workspace = open_workspace(repo / "reconciler.yaml", env)
+    source = GitSource(str(repo), "main", tmp_path / "work")
+    controller = Controller(workspace, env, Leadership(workspace.backend, 30), Metrics(), source)
+    controller.commit = good  # the last valid commit, in force
+    (repo / "manifests" / "passwd.yaml").symlink_to(target)
+    bad = commit(repo, "a manifest that is a link out of the repository")
+    refused = controller.run_once()
+    assert refused.result == "invalid" and refused.commit == bad
+    assert f"commit {bad[:12]} cannot be extracted" in refused.message
+    assert f"commit {good[:12]} stays in force" in refused.message
+    assert controller.refused == bad and controller.commit == good

@@ -73,8 +73,11 @@ class GitSource:
             archive = Path(scratch) / "commit.tar"
             self._git("archive", "--format=tar", f"--output={archive}", commit)
             files = Path(scratch) / "files"
-            with tarfile.open(archive) as tar:
-                tar.extractall(files, filter="data")  # nothing outside the folder, no devices, no odd modes
+            try:
+                with tarfile.open(archive) as tar:
+                    tar.extractall(files, filter="data")  # nothing outside the folder, no devices, no odd modes
+            except (tarfile.TarError, OSError) as error:  # a link out of the repository, say: the commit is refused
+                raise RepoError(f"commit {commit[:12]} cannot be extracted: {error}") from None
             os.replace(files, target)
         return target
 
