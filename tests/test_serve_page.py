@@ -26,7 +26,7 @@ from reconciler.controller.serve import controller_routes
 from reconciler.manifests import load_desired
 from reconciler.operations import Workspace, open_workspace
 from reconciler.planner import make_plan
-from reconciler.render.page import render_page
+from reconciler.render.page import StatusView, render_page
 from reconciler.state.file import FileBackend
 from reconciler.state.model import Hold, Outcome
 from reconciler.state.record import record_outcome
@@ -335,3 +335,15 @@ def test_a_scrape_reading_the_state_does_not_hold_up_the_other_requests(
             release.set()
             scraper.join(60)
     assert scraped[0].status_code == 200 and "reconciler_held_vehicles 0.0" in scraped[0].text
+
+
+def test_viewers_share_one_page_built_once_a_reading_and_a_run(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record_converged(repo)
+    controller, page, _ = page_of(repo)
+    built: list[StatusView] = []
+    view = page.view
+    monkeypatch.setattr(page, "view", lambda: built.append(view()) or built[-1])
+    first = page.html()
+    assert all(page.html() is first for _ in range(20)) and len(built) == 1  # twenty viewers, one build
+    controller._record(ControllerRun(isotime(datetime.now(UTC)), "synced", "nothing to do", 0.1), None, None)
+    assert page.html() is not first and len(built) == 2  # a run: built again, once

@@ -46,6 +46,7 @@ from reconciler.render.page import (
     Point,
     Run,
     StatusView,
+    render_page,
 )
 from reconciler.render.text import render_text
 from reconciler.state.model import Hold
@@ -106,6 +107,8 @@ class StatusPage:
         self._reading: Reading | None = None
         self._read_at = 0.0  # monotonic
         self._lock = threading.Lock()  # one reading of the state at a time
+        self._page_lock = threading.Lock()  # one page built at a time; the viewers meanwhile wait for it
+        self._page: tuple[tuple[object, ...], str] | None = None  # the last page, with what it was built from
         controller.listeners.append(self.after_run)
         metrics.watch_health(self.health_counts)
 
@@ -194,6 +197,20 @@ class StatusPage:
         )
 
     # ---- the page ---------------------------------------------------------------------------------------------
+
+    def html(self) -> str:
+        """The page, built once for each reading of the state and each run: however many viewers ask, a replica
+        builds it at most once a reading (FRESH seconds), and the others get the same text."""
+        with self._page_lock:
+            built_from = (self.reading(), self.runs[-1] if self.runs else None, self.desired, self.changing)
+            leading = self.controller.leadership.leading
+            if self._page is not None:
+                (*last, was_leading), text = self._page
+                if was_leading == leading and all(a is b for a, b in zip(last, built_from, strict=True)):
+                    return text
+            text = render_page(self.view())
+            self._page = ((*built_from, leading), text)
+            return text
 
     def view(self) -> StatusView:
         reading = self.reading()

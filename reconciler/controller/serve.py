@@ -32,7 +32,6 @@ from reconciler.controller.page import StatusPage
 from reconciler.controller.repo import GitSource
 from reconciler.errors import ReconcilerError
 from reconciler.operations import Workspace
-from reconciler.render.page import render_page
 from reconciler.sandbox.listen import listen_socket, shown_address
 from reconciler.webhook.app import create_app
 from reconciler.webhook.credentials import ChildLoader
@@ -69,12 +68,12 @@ def push_route(controller: Controller, secret: str | None) -> Route:
 def page_route(page: StatusPage) -> Route:
     def status(request: Request) -> Response:  # a plain function: starlette runs it off the event loop
         try:
-            view = page.view()
+            text = page.html()
         except (ReconcilerError, OSError) as error:
             message = f"the state cannot be read now: {error}"
             log(logging.WARNING, f"status page: {message}", status=503)
             return Response(message + "\n", status_code=503, media_type="text/plain")
-        return HTMLResponse(render_page(view), headers=PAGE_HEADERS)
+        return HTMLResponse(text, headers=PAGE_HEADERS)
 
     return Route("/", status, methods=["GET"])
 
