@@ -5,8 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.controller.metrics import MAX_CAUSES, Metrics, ObservedTransport, call_kind
+from reconciler.webhook.app import one_line
 
 BASE = "/connectedcar/v3/fleets/f1"
 
@@ -69,3 +71,21 @@ def test_failure_causes_are_bounded_and_pending_steps_are_not_outcomes() -> None
     assert 'reconciler_outcomes_total{cause="",outcome="Success"} 1.0' in text
     assert "Pending" not in text
     assert text.count("reconciler_outcomes_total{") == MAX_CAUSES + 2
+
+
+def test_a_cause_from_the_network_is_a_printable_bounded_label() -> None:
+    metrics = Metrics()
+    hostile = "Bad\x00\x1b[31mRed\u202e" + "x" * 500
+    metrics.count_outcomes([{"remoteActionId": "r", "type": "Done", "status": "Failed", "failureCause": hostile}])
+    (cause,) = [
+        sample.labels["cause"]
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for sample in family.samples
+        if sample.name == "reconciler_outcomes_total"
+    ]
+    assert cause == "Bad[31mRed" + "x" * 115  # cut to 128 characters, then the controls left out
+
+
+def test_a_log_line_of_an_error_carries_no_terminal_control() -> None:
+    line = one_line(ValueError("manifests/evil\x1b[2J.yaml: bad\nsecond line \u202eRTL"))
+    assert line == "manifests/evil[2J.yaml: bad; second line RTL"

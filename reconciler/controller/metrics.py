@@ -105,6 +105,7 @@ class Metrics:
             if outcome is Outcome.PENDING:
                 continue
             cause = str(event.get("failureCause") or "") if outcome is Outcome.FAILED else ""
+            cause = "".join(c for c in cause[:128] if c.isprintable())  # a label from the network: printable
             if cause and cause not in self._causes:
                 if len(self._causes) >= MAX_CAUSES:
                     cause = "other"

@@ -204,8 +204,10 @@ def _shown(text: str, limit: int = 64) -> str:
 
 
 def one_line(error: BaseException) -> str:
-    """An error's message on one log line (every diagnostic it carries, joined)."""
-    return "; ".join(str(error).splitlines()) or type(error).__name__
+    """An error's message on one log line (every diagnostic it carries, joined), with no character that is not
+    printable: a file name or value from a commit cannot send terminal controls to whoever reads the log."""
+    text = "; ".join(str(error).splitlines())
+    return "".join(c for c in text if c.isprintable()) or type(error).__name__
 
 
 def _problem(status: int, message: str) -> JSONResponse:
