@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from reconciler.controller.leader import Leadership
 from reconciler.controller.loop import Controller
 from reconciler.controller.metrics import Metrics
-from reconciler.controller.repo import GitSource
+from reconciler.controller.repo import GitSource, RepoError
 from reconciler.operations import open_workspace
 from tests.browser import Dom
 from tests.commands import SECRETS, environment, run
@@ -310,3 +312,18 @@ def test_a_commit_linking_out_of_the_repository_is_refused_as_invalid(tmp_path: 
     assert f"commit {bad[:12]} cannot be extracted" in refused.message
     assert f"commit {good[:12]} stays in force" in refused.message
     assert controller.refused == bad and controller.commit == good
+
+
+def test_a_stop_ends_a_fetch_from_a_server_that_never_answers(tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # connections are taken by the kernel and never answered
+    try:
+        source = GitSource(f"http://127.0.0.1:{silent.getsockname()[1]}/fleet.git", "main", tmp_path / "work")
+        threading.Timer(0.5, source.stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(RepoError, match="git fetch was ended: serve is stopping"):
+            source.fetch()
+        assert time.monotonic() - started < 5  # not GIT_TIMEOUT
+    finally:
+        silent.close()

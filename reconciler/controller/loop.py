@@ -93,6 +93,8 @@ class Controller:
         # sends nothing, not even the one request a fresh client spends learning that the quota is gone
         self.quota_until: datetime | None = None
         self.stop = threading.Event()  # the controller stops
+        if source is not None:
+            source.stop = self.stop  # and a git command in progress ends with it
         self.wake = threading.Event()  # a push, or leadership gained: run now
         self._run_stop = threading.Event()  # the run in progress stops (lost leadership, or the controller stops)
         self._thread: threading.Thread | None = None

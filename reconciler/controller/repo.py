@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from reconciler.errors import ReconcilerError
@@ -25,12 +28,15 @@ class RepoError(ReconcilerError):
 
 
 class GitSource:
-    def __init__(self, url: str, branch: str | None, workdir: Path) -> None:
+    def __init__(self, url: str, branch: str | None, workdir: Path, stop: threading.Event | None = None) -> None:
         self.url = url
         self.branch = branch
         self.workdir = workdir
         self.bare = workdir / "repo.git"
         self.commits = workdir / "commits"
+        # set when serve stops: a git command in progress (a fetch from a server that does not answer) is
+        # ended at once, so a stop is not held up for GIT_TIMEOUT
+        self.stop = stop if stop is not None else threading.Event()
 
     @property
     def ref(self) -> str:
@@ -39,21 +45,31 @@ class GitSource:
     def _git(self, *args: str) -> str:
         environ = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
         try:
-            done = subprocess.run(
+            process = subprocess.Popen(
                 ["git", "--git-dir", str(self.bare), *args],
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=environ,
-                timeout=GIT_TIMEOUT,
-                check=False,
+                start_new_session=True,  # its helpers (git-remote-https) in a group of their own, ended with it
             )
         except FileNotFoundError:
             raise RepoError("git is not installed: serve --repo needs it") from None
-        except subprocess.TimeoutExpired:
-            raise RepoError(f"git {args[0]} took longer than {GIT_TIMEOUT:g} s") from None
-        if done.returncode != 0:
-            said = done.stderr.decode(errors="replace").strip().splitlines()
-            raise RepoError(f"git {args[0]} failed: {' '.join(said)[-500:] or f'exit {done.returncode}'}")
-        return done.stdout.decode(errors="replace").strip()
+        deadline = time.monotonic() + GIT_TIMEOUT
+        while True:
+            try:
+                out, err = process.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if self.stop.is_set() or time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)  # git and the helpers that hold its pipes
+                    process.communicate()
+                    why = "serve is stopping" if self.stop.is_set() else f"it took longer than {GIT_TIMEOUT:g} s"
+                    raise RepoError(f"git {args[0]} was ended: {why}") from None
+        if process.returncode != 0:
+            said = err.decode(errors="replace").strip().splitlines()
+            raise RepoError(f"git {args[0]} failed: {' '.join(said)[-500:] or f'exit {process.returncode}'}")
+        return out.decode(errors="replace").strip()
 
     def fetch(self) -> str:
         """The commit the branch points at now (fetched first)."""
