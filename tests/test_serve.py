@@ -327,3 +327,18 @@ def test_a_stop_ends_a_fetch_from_a_server_that_never_answers(tmp_path: Path) ->
         assert time.monotonic() - started < 5  # not GIT_TIMEOUT
     finally:
         silent.close()
+
+
+def test_a_leader_is_not_ready_before_its_first_fetch_of_the_config_repo(tmp_path: Path, repo: Path) -> None:
+    prepare(repo, free_port())
+    with sandbox(vehicles=40, asleep_rate=0.0) as box:
+        env = {**SECRETS, **environment(box), "PUSH_SECRET": PUSH}
+        workspace = open_workspace(repo / "reconciler.yaml", env)
+        leadership = Leadership(workspace.backend, 30)
+        leadership.claim()
+        source = GitSource(str(repo), "main", tmp_path / "w")
+        controller = Controller(workspace, env, leadership, Metrics(), source)
+        assert controller.ready == "the config repo has not been fetched yet"
+        assert controller.run_once().result == "applied"
+        assert controller.ready is None
+        leadership.release()

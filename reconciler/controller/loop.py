@@ -132,6 +132,8 @@ class Controller:
             return "whether this replica leads is not known yet"
         if self.source is not None and self.repo_problem is not None:
             return f"the config repo cannot be read: {self.repo_problem}"
+        if self.source is not None and self.leadership.leading and self.commit is None and self.refused is None:
+            return "the config repo has not been fetched yet"
         return None
 
     def _loop(self) -> None:
