@@ -2,6 +2,9 @@
 
 Order of precedence: command-line flags (applied by the CLI), then `RECONCILER_*` environment variables, then
 the file, then defaults. Relative paths are relative to the directory of reconciler.yaml.
+
+Longer than most modules, on purpose: every setting's type, default, range check and message naming its line
+sits in one place, so a setting is added in one module (and its schema) rather than spread over the commands.
 """
 
 from __future__ import annotations

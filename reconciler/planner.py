@@ -11,6 +11,9 @@ Per slot, with the recorded outcome of the remote that last touched it (DESIGN.m
 A vehicle held back (`State.holds`, until its hold ends) gets a `held` notice instead of the changes its hold
 covers: every change under a monthly hold (the API refuses any wake-up before the month ends), only retries under
 a backoff hold (a program the manifests newly ask for is new work, planned at once).
+
+About 400 lines, on purpose: the rules above are one decision per slot and read best together; the memo that
+plans each distinct vehicle once sits beside them because its key must hold everything those rules read.
 """
 
 from __future__ import annotations

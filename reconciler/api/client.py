@@ -6,6 +6,9 @@ exponential backoff and jitter, honouring Retry-After up to `max_retry_wait`; a 
 the API is retried only when repeating it is harmless (`retry_unknown`), otherwise its caller is told the
 outcome is unknown. Every wait ends early when the run stops (a signal, or the breaker). Every answer's
 quota headers are read: what is left of the day's and the second's quotas (`quota`), and the daily budget.
+
+Longer than most modules, on purpose: status codes, retries, the breaker's judgement and the quota headers are
+one policy over one request loop (`_send`, `_call`), and every endpoint below is a line or two on top of it.
 """
 
 from __future__ import annotations

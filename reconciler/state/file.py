@@ -3,6 +3,9 @@
 Every file is read only when it is a regular file (a FIFO or a device in its place is refused, never waited
 on); a corrupt file is refused with a message, never rewritten; temporary files a killed save left behind are
 removed by the next writer.
+
+Longer than most modules, on purpose: the file backend is one protocol (state/backend.py) over one folder, and
+its lock, journal, events and lease files share the same rules for reading and writing safely.
 """
 
 from __future__ import annotations

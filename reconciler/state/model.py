@@ -15,6 +15,9 @@ Differences from a naive one-record-per-slot layout, for fleets of 100,000 vehic
 - `drifted` (optional): `{vin: {at, wanted}}`, the vehicles `serve` found changed out of band and has not seen
   hold the manifests' programs again since; `wanted` fingerprints what the manifests asked of the vehicle then
   (when they ask something else, the vehicle is planned as new work, self-heal or not).
+
+Longer than most modules, on purpose: the state document's every key is encoded and strictly decoded here,
+side by side, so that no key can be written without being checked when read back.
 """
 
 from __future__ import annotations
