@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.state.backend import StateBackend
+from reconciler.state.open import open_backend
 from tests.files import WriteFiles, copy_examples
 from tests.postgres import Cluster, start_cluster, use_postgres
 
@@ -140,6 +142,22 @@ def state_backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
         request.getfixturevalue("pg_cluster")
     return str(request.param)
+
+
+BACKEND_FLEET = "fleet-1"
+
+
+@pytest.fixture
+def backend(state_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StateBackend]:
+    """A state backend of fleet BACKEND_FLEET, opened on each backend in turn (a module may define its own)."""
+    if state_backend == "file":
+        yield open_backend("file", BACKEND_FLEET, path=tmp_path / "state.json")
+        return
+    opened = open_backend(
+        "postgres", BACKEND_FLEET, dsn=request.getfixturevalue("pg_dsn"), schema=request.getfixturevalue("pg_schema")
+    )
+    yield opened
+    opened.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture

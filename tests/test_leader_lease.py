@@ -6,32 +6,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
-
-import pytest
 
 from reconciler.clock import parse_time
 from reconciler.controller.leader import Leadership
 from reconciler.state.backend import LockInfo, StateBackend
-from reconciler.state.open import open_backend
 
-FLEET = "fleet-1"
+FLEET = "fleet-1"  # the fleet of the `backend` fixture (conftest.py)
+
 TTL = timedelta(seconds=30)
-
-
-@pytest.fixture
-def backend(state_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StateBackend]:
-    if state_backend == "file":
-        yield open_backend("file", FLEET, path=tmp_path / "state.json")
-        return
-    opened = open_backend(
-        "postgres", FLEET, dsn=request.getfixturevalue("pg_dsn"), schema=request.getfixturevalue("pg_schema")
-    )
-    yield opened
-    opened.close()  # type: ignore[attr-defined]
 
 
 def replica(name: str) -> LockInfo:

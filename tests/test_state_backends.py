@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -19,22 +17,9 @@ from reconciler.errors import ExitCode, LockedError, LockLostError, StateError
 from reconciler.state.backend import LockInfo, StateBackend
 from reconciler.state.lock import Lease
 from reconciler.state.model import ActionRecord, SlotRecord, State
-from reconciler.state.open import open_backend
+
+FLEET = "fleet-1"  # the fleet of the `backend` fixture (conftest.py)
 from tests.planning import program
-
-FLEET = "fleet-1"
-
-
-@pytest.fixture
-def backend(state_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StateBackend]:
-    if state_backend == "file":
-        yield open_backend("file", FLEET, path=tmp_path / "state.json")
-        return
-    opened = open_backend(
-        "postgres", FLEET, dsn=request.getfixturevalue("pg_dsn"), schema=request.getfixturevalue("pg_schema")
-    )
-    yield opened
-    opened.close()  # type: ignore[attr-defined]
 
 
 def sample(fleet: str = FLEET) -> State:
