@@ -17,9 +17,9 @@ from reconciler.errors import ExitCode, LockedError, LockLostError, StateError
 from reconciler.state.backend import LockInfo, StateBackend
 from reconciler.state.lock import Lease
 from reconciler.state.model import ActionRecord, SlotRecord, State
+from tests.planning import program
 
 FLEET = "fleet-1"  # the fleet of the `backend` fixture (conftest.py)
-from tests.planning import program
 
 
 def sample(fleet: str = FLEET) -> State:
