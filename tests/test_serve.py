@@ -10,21 +10,24 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from reconciler.controller.leader import Leadership
 from reconciler.controller.loop import Controller
 from reconciler.controller.metrics import Metrics
 from reconciler.controller.repo import GitSource, RepoError
+from reconciler.controller.serve import push_route
 from reconciler.operations import open_workspace
 from tests.browser import Dom
 from tests.commands import SECRETS, environment, run
 from tests.files import edit
 from tests.planning import json_changes
-from tests.servers import Sandbox, sandbox
+from tests.servers import Sandbox, sandbox, serve_app
 from tests.serving import PUSH, commit, free_port, prepare, runs, serving, wait_until
 
 
@@ -342,3 +345,14 @@ def test_a_leader_is_not_ready_before_its_first_fetch_of_the_config_repo(tmp_pat
         assert controller.run_once().result == "applied"
         assert controller.ready is None
         leadership.release()
+
+
+def test_a_push_secret_written_in_utf8_matches_the_bytes_sent() -> None:
+    woken = threading.Event()
+    controller = cast(Controller, SimpleNamespace(wake=woken))
+    with serve_app(Starlette(routes=[push_route(controller, "sécret-ü")])) as root:
+        sent = {"X-Reconciler-Token": "sécret-ü".encode()}  # a header carries bytes: UTF-8 here
+        assert httpx.post(root + "/hooks/push", headers=sent, timeout=10).status_code == 202
+        assert woken.is_set()
+        latin = {"X-Reconciler-Token": "sécret-ü".encode("latin-1")}
+        assert httpx.post(root + "/hooks/push", headers=latin, timeout=10).status_code == 401

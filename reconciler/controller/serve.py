@@ -33,7 +33,7 @@ from reconciler.controller.repo import GitSource
 from reconciler.errors import ReconcilerError
 from reconciler.operations import Workspace
 from reconciler.sandbox.listen import listen_socket, shown_address
-from reconciler.webhook.app import create_app
+from reconciler.webhook.app import create_app, header_bytes
 from reconciler.webhook.credentials import ChildLoader
 from reconciler.webhook.log import log, logging_to
 from reconciler.webhook.serve import receiver, report_dropped, server_config, stopped_by_signals
@@ -54,7 +54,7 @@ def push_route(controller: Controller, secret: str | None) -> Route:
         if secret is None:
             return JSONResponse({"message": "the push webhook is off: set serve.push_secret"}, status_code=404)
         given = next((request.headers[name] for name in PUSH_HEADERS if name in request.headers), "")
-        if not hmac.compare_digest(given.encode(), secret.encode()):
+        if not hmac.compare_digest(header_bytes(given), secret.encode()):
             client = request.client.host if request.client else "-"
             log(logging.WARNING, f"{client} 401 push webhook refused: wrong or missing token", status=401)
             return JSONResponse({"message": "wrong or missing token"}, status_code=401)

@@ -98,7 +98,8 @@ class Receiver:
         wrong = []
         for kind, key, value in expected:  # every value compared, no early exit: constant time
             given = request.headers.get(key) if kind == "Header" else request.query_params.get(key)
-            ok = hmac.compare_digest((given or "").encode(), value.encode()) and given is not None and value != ""
+            sent = header_bytes(given or "") if kind == "Header" else (given or "").encode()
+            ok = hmac.compare_digest(sent, value.encode()) and given is not None and value != ""
             if not ok:
                 wrong.append(f"{'missing' if given is None else 'wrong'} {kind.lower()} {key}")
         if wrong:
@@ -201,6 +202,12 @@ def announce_unauthenticated(loaded: Credentials, before: Credentials | None = N
 def _shown(text: str, limit: int = 64) -> str:
     """Text a sender chose, safe for a log line: quoted, control characters escaped, cut short."""
     return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def header_bytes(value: str) -> bytes:
+    """A header's value as the bytes that were sent: servers decode headers as Latin-1, so a secret written
+    in UTF-8 (`sécret`) is compared as the UTF-8 bytes it arrived as."""
+    return value.encode("latin-1")
 
 
 def one_line(error: BaseException) -> str:
