@@ -9,6 +9,8 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+
 from reconciler.clock import parse_time
 from reconciler.controller.leader import Leadership
 from reconciler.state.backend import LockInfo, StateBackend
@@ -22,6 +24,7 @@ def replica(name: str) -> LockInfo:
     return replace(LockInfo.for_this_process("serve", TTL), holder=name)
 
 
+@pytest.mark.slow  # waits for leases to expire and renew
 def test_one_holder_at_a_time_and_the_holder_renews(backend: StateBackend) -> None:
     one, two = replica("one"), replica("two")
     first = backend.claim_lease(one, TTL)
@@ -33,6 +36,7 @@ def test_one_holder_at_a_time_and_the_holder_renews(backend: StateBackend) -> No
     assert parse_time(renewed.expires) > parse_time(first.expires)
 
 
+@pytest.mark.slow  # waits for leases to expire and renew
 def test_an_expired_lease_is_taken_over(backend: StateBackend) -> None:
     one, two = replica("one"), replica("two")
     backend.claim_lease(one, timedelta(seconds=1))
@@ -68,6 +72,7 @@ def test_the_lease_and_the_writers_lock_are_apart(backend: StateBackend) -> None
     backend.release_lock(writer.id)
 
 
+@pytest.mark.slow  # waits for leases to expire and renew
 def test_a_follower_takes_over_when_the_leader_stops_renewing(backend: StateBackend) -> None:
     changes: list[tuple[str, bool]] = []
     first = Leadership(backend, 1.0, lambda leading: changes.append(("first", leading)))

@@ -29,6 +29,7 @@ MALFORMED = [
 ]
 
 
+@pytest.mark.slow  # the CLI as a subprocess, once per case
 @pytest.mark.parametrize(("dsn", "secrets"), MALFORMED, ids=[str(n) for n in range(len(MALFORMED))])
 def test_a_malformed_dsn_is_invalid_configuration_and_never_shown(repo: Path, dsn: str, secrets: list[str]) -> None:
     use_postgres(repo, "reconciler")
@@ -97,6 +98,7 @@ def test_libpq_messages_are_masked() -> None:
     assert where(dsn) == "db.example:5432/fleet"
 
 
+@pytest.mark.slow  # the CLI as a subprocess, once per case
 @pytest.mark.parametrize("empty", ["", "  "])
 def test_an_empty_dsn_is_invalid_configuration_not_libpqs_defaults(repo: Path, empty: str) -> None:
     """libpq reads an empty DSN as localhost:5432/postgres: a variable set to nothing must not go there."""
