@@ -25,20 +25,10 @@ from tests.files import copy_examples, edit
 from tests.planning import json_changes, json_notices
 from tests.postgres import Cluster, use_postgres
 from tests.servers import sandbox
+from tests.serving import git
 from tests.webhooks import clean_environment, done_events, serving, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=CI", "-c", "user.email=ci@example.com", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
 
 
 class Host:
@@ -46,24 +36,24 @@ class Host:
 
     def __init__(self, root: Path, seed: Path) -> None:
         self.root, self.bare = root, root / "config.git"
-        git("init", "--quiet", "--bare", "--initial-branch=main", str(self.bare), cwd=root)
-        git("init", "--quiet", "--initial-branch=main", cwd=seed)
+        git(root, "init", "--quiet", "--bare", "--initial-branch=main", str(self.bare))
+        git(seed, "init", "--quiet", "--initial-branch=main")
         self.push(seed, "The fleet's first manifests")
         self.jobs = 0
 
     def push(self, clone: Path, message: str) -> None:
         """Commit everything in `clone` and push it to main (a pull request merged)."""
-        git("add", "--all", cwd=clone)
-        git("commit", "--quiet", "-m", message, cwd=clone)
-        if not git("remote", cwd=clone).strip():
-            git("remote", "add", "origin", str(self.bare), cwd=clone)
-        git("push", "--quiet", "origin", "main", cwd=clone)
+        git(clone, "add", "--all")
+        git(clone, "commit", "--quiet", "-m", message)
+        if not git(clone, "remote").strip():
+            git(clone, "remote", "add", "origin", str(self.bare))
+        git(clone, "push", "--quiet", "origin", "main")
 
     def job(self, name: str) -> Path:
         """A fresh clone of main, as a CI runner checks it out."""
         self.jobs += 1
         clone = self.root / f"{self.jobs:02d}-{name}"
-        git("clone", "--quiet", str(self.bare), str(clone), cwd=self.root)
+        git(self.root, "clone", "--quiet", str(self.bare), str(clone))
         return clone
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import socket
 import statistics
@@ -42,24 +41,10 @@ from reconciler.state.model import State
 from reconciler.state.postgres import PostgresBackend
 from reconciler.state.record import record_callback
 from tests.perf.bench_sandbox import Connection
-from tests.perf.bench_webhook import MANIFEST, SECRET
+from tests.perf.bench_webhook import MANIFEST, SECRET, envelope
 from tests.postgres import Cluster, start_cluster
 
 FLEET = "bench"
-
-
-def envelope(callback_id: str, batch: int) -> bytes:
-    events = [
-        {
-            "remoteActionId": f"r-{batch}-{i}",
-            "vin": "VF3UHNKF5RL000005",
-            "eventDate": "2026-11-25T08:00:00.000Z",
-            "remoteType": "ThermalPreconditioning",
-            "eventStatus": {"type": "Done", "status": "Success"},
-        }
-        for i in range(10)
-    ]
-    return json.dumps({"callbackId": callback_id, "attributes": [], "events": events}).encode()
 
 
 def project(root: Path, dsn: str | None, schema: str) -> str:
@@ -119,7 +104,7 @@ def deliver(ports: list[int], callback_id: str, connections: int, seconds: float
         try:
             while time.perf_counter() < deadline:
                 batch = next(counter)
-                body = envelope(callback_id, batch)
+                body = envelope(callback_id, batch, ("Done", "Success"))
                 targets = [mine, other] if batch % 10 == 0 and len(ports) > 1 else [mine]
                 for target in targets:  # every 10th envelope: delivered again through the other receiver
                     status = await target.request("POST", "/remote/webhook", body, SECRET)

@@ -54,14 +54,15 @@ remoteTypes: [ThermalPreconditioning]
 """
 
 
-def envelope(callback_id: str, batch: int = 0) -> bytes:
+def envelope(callback_id: str, batch: int = 0, status: tuple[str, str] = ("Pending", "SentToVehicle")) -> bytes:
+    """A notification of ten events for `callback_id` (remote ids unique per `batch`), each of `status`."""
     events = [
         {
             "remoteActionId": f"r-{batch}-{i}",
             "vin": "VF3UHNKF5RL000005",
             "eventDate": "2026-11-25T08:00:00.000Z",
             "remoteType": "ThermalPreconditioning",
-            "eventStatus": {"type": "Pending", "status": "SentToVehicle"},
+            "eventStatus": {"type": status[0], "status": status[1]},
         }
         for i in range(10)
     ]
